@@ -1,0 +1,4 @@
+//! Everything that speaks Jina's gRPC wire protocol.
+
+pub mod codec;
+pub mod pb;
