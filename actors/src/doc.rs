@@ -150,6 +150,11 @@ impl Value {
             _ => None,
         }
     }
+
+    /// Whether Python's `len()` of the value is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
 }
 
 impl From<&str> for Value {
@@ -221,7 +226,9 @@ impl From<&serde_json::Value> for Value {
             },
             J::String(s) => Value::Text(s.clone()),
             J::Array(a) => Value::List(a.iter().map(Value::from).collect()),
-            J::Object(o) => Value::Dict(o.iter().map(|(k, v)| (k.clone(), Value::from(v))).collect()),
+            J::Object(o) => {
+                Value::Dict(o.iter().map(|(k, v)| (k.clone(), Value::from(v))).collect())
+            }
         }
     }
 }
@@ -236,7 +243,10 @@ pub enum ArrayData {
     U8(Vec<u8>),
     Bool(Vec<bool>),
     /// Any other numpy dtype (`<f2`, `>i4`, …), kept as its dtype string and C-order bytes.
-    Raw { dtype: String, bytes: Vec<u8> },
+    Raw {
+        dtype: String,
+        bytes: Vec<u8>,
+    },
 }
 
 impl ArrayData {
@@ -297,7 +307,10 @@ impl NdArray {
 
     /// An f32 array of the given shape; `None` when the shape does not hold `v.len()` elements.
     pub fn from_f32_shaped(v: Vec<f32>, shape: Vec<usize>) -> Option<Self> {
-        (shape.iter().product::<usize>() == v.len()).then(|| NdArray {
+        if shape.iter().product::<usize>() != v.len() {
+            return None;
+        }
+        Some(NdArray {
             shape,
             data: ArrayData::F32(v),
             tag: Cow::Borrowed(TAG_NDARRAY),
@@ -406,7 +419,10 @@ impl Doc {
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.fields.iter_mut().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.fields
+            .iter_mut()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// Sets a field, replacing its value in place (the field keeps its position) or appending it.
@@ -733,7 +749,8 @@ mod tests {
         assert_eq!(d.embedding().unwrap().as_f32(), Some(&[1.0, 2.0][..]));
         assert_eq!(d.embedding().unwrap().tag, TAG_EMBEDDING);
         assert_eq!(d.tag("key"), Some(&Value::Int(5)));
-        d.matches_mut().push(Doc::with_id("m1").with_score("cosine", 0.5));
+        d.matches_mut()
+            .push(Doc::with_id("m1").with_score("cosine", 0.5));
         assert_eq!(d.matches().unwrap().ids(), vec!["m1"]);
         assert_eq!(d.matches().unwrap()[0].score("cosine"), Some(0.5));
         d.set_text("again");

@@ -159,7 +159,13 @@ pub struct Context {
 
 impl Context {
     /// The context of replica `replica` of shard `shard`.
-    pub fn new(deployment: &str, shard: usize, shards: usize, replica: usize, replicas: usize) -> Self {
+    pub fn new(
+        deployment: &str,
+        shard: usize,
+        shards: usize,
+        replica: usize,
+        replicas: usize,
+    ) -> Self {
         let runtime_name = if shards > 1 {
             format!("{deployment}/shard-{shard}/rep-{replica}")
         } else {
@@ -251,7 +257,9 @@ pub struct Requests<E> {
 
 impl<E: 'static> Requests<E> {
     fn new() -> Self {
-        Requests { entries: Vec::new() }
+        Requests {
+            entries: Vec::new(),
+        }
     }
 
     fn bind(&mut self, name: &str, write: bool, handler: Handler<E>) -> Binding<'_> {
@@ -282,7 +290,11 @@ impl<E: 'static> Requests<E> {
         F: Fn(&mut E, &mut Request, &Context) -> R + Send + Sync + 'static,
         R: IntoOutput,
     {
-        self.bind(endpoint, false, Handler::Sync(Arc::new(move |e, r, c| f(e, r, c).into_output())))
+        self.bind(
+            endpoint,
+            false,
+            Handler::Sync(Arc::new(move |e, r, c| f(e, r, c).into_output())),
+        )
     }
 
     /// Binds an `async` handler to `endpoint`.
@@ -321,7 +333,11 @@ impl<E: 'static> Requests<E> {
         self.entries
             .iter()
             .position(|(e, _)| e.name == endpoint)
-            .or_else(|| self.entries.iter().position(|(e, _)| e.name == DEFAULT_ENDPOINT))
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .position(|(e, _)| e.name == DEFAULT_ENDPOINT)
+            })
     }
 }
 
@@ -411,7 +427,9 @@ impl<E: Executor> DynExecutor for Bound<E> {
     fn call_sync(&mut self, handler: usize, req: &mut Request, ctx: &Context) -> HandlerResult {
         match &self.table.0.entries[handler].1 {
             Handler::Sync(f) => f(&mut self.exec, req, ctx),
-            Handler::Async(_) => Err(ExecutorError::new("internal: async handler called synchronously")),
+            Handler::Async(_) => Err(ExecutorError::new(
+                "internal: async handler called synchronously",
+            )),
         }
     }
 
@@ -447,7 +465,11 @@ pub trait ExecutorFactory: Send + Sync {
     /// Checks `uses_with` without building anything.
     fn check(&self, uses_with: &serde_json::Value) -> Result<(), String>;
     /// Builds one instance for the replica described by `ctx`.
-    fn build(&self, uses_with: &serde_json::Value, ctx: &Context) -> Result<Box<dyn DynExecutor>, ExecutorError>;
+    fn build(
+        &self,
+        uses_with: &serde_json::Value,
+        ctx: &Context,
+    ) -> Result<Box<dyn DynExecutor>, ExecutorError>;
 }
 
 /// A shared factory.
@@ -497,7 +519,11 @@ where
         args_of::<A>(uses_with).map(drop)
     }
 
-    fn build(&self, uses_with: &serde_json::Value, ctx: &Context) -> Result<Box<dyn DynExecutor>, ExecutorError> {
+    fn build(
+        &self,
+        uses_with: &serde_json::Value,
+        ctx: &Context,
+    ) -> Result<Box<dyn DynExecutor>, ExecutorError> {
         let args = args_of::<A>(uses_with).map_err(|e| ExecutorError::named("ValueError", e))?;
         Ok(self.table.bind((self.ctor)(args, ctx)?))
     }
@@ -569,7 +595,11 @@ mod tests {
 
         async fn slow(&mut self, req: &mut Request, ctx: &Context) -> DocList {
             self.n += 1;
-            req.docs.iter().cloned().map(|d| d.with_text(ctx.runtime_name.to_string())).collect()
+            req.docs
+                .iter()
+                .cloned()
+                .map(|d| d.with_text(ctx.runtime_name.to_string()))
+                .collect()
         }
     }
 
@@ -581,7 +611,13 @@ mod tests {
         assert!(matches!(e.route("/slow"), Route::Async(1)));
         assert!(matches!(e.route("/other"), Route::Sync(2)));
         let eps = t.endpoints();
-        assert_eq!(eps.iter().filter(|e| e.write).map(|e| e.name.as_str()).collect::<Vec<_>>(), vec!["/index"]);
+        assert_eq!(
+            eps.iter()
+                .filter(|e| e.write)
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["/index"]
+        );
     }
 
     #[test]
