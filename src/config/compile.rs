@@ -1,0 +1,523 @@
+//! The config compiler: raw [`Exec`] entries (from YAML or the builder) become one validated
+//! [`Graph`], or every error found, each with its place. Nothing starts before this succeeds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use flotilla_actors::executor::SharedFactory;
+use flotilla_actors::gpu;
+use flotilla_actors::graph::{
+    DEFAULT_QUEUE, DeploymentSpec, ExecutorSpec, Graph, NodeSpec, Polling, PollingKind, Source,
+};
+use flotilla_actors::query::Query;
+use flotilla_actors::registry::Registry;
+
+use super::error::{ConfigError, ConfigErrors, Place};
+use super::exec::{Exec, PollingConfig};
+use crate::executors::base_executor;
+
+/// The name of the Flow's input and output.
+pub const GATEWAY: &str = "gateway";
+
+/// What the compiler reads from outside the config: the GPU environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompileEnv {
+    /// The process's `CUDA_VISIBLE_DEVICES` (an Executor's `env` overrides it).
+    pub cuda_visible_devices: Option<String>,
+    /// The number of GPUs; detected (`nvidia-smi -L`, `CUDA_TOTAL_DEVICES`) when `None`.
+    pub device_count: Option<usize>,
+}
+
+impl CompileEnv {
+    /// The environment of this process.
+    pub fn from_process() -> Self {
+        CompileEnv {
+            cuda_visible_devices: std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+            device_count: None,
+        }
+    }
+}
+
+/// Whether the entries describe a Flow or a single Deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Flow,
+    Deployment,
+}
+
+/// Finds the YAML line of an entry (or of one of its keys); the builder has none.
+pub trait Locate {
+    fn line(&self, entry: usize, key: Option<&str>) -> Option<usize>;
+    fn file(&self) -> Option<&str>;
+}
+
+/// No lines: config from the builder.
+pub struct NoLines;
+
+impl Locate for NoLines {
+    fn line(&self, _: usize, _: Option<&str>) -> Option<usize> {
+        None
+    }
+    fn file(&self) -> Option<&str> {
+        None
+    }
+}
+
+struct Ctx<'a> {
+    registry: &'a Registry,
+    env: &'a CompileEnv,
+    locate: &'a dyn Locate,
+    errors: Vec<ConfigError>,
+    device_count: Option<usize>,
+}
+
+impl Ctx<'_> {
+    fn error(
+        &mut self,
+        entry: usize,
+        executor: &str,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ConfigError {
+            place: Place {
+                file: self.locate.file().map(str::to_owned),
+                line: self
+                    .locate
+                    .line(entry, key)
+                    .or_else(|| self.locate.line(entry, None)),
+                executor: Some(executor.to_owned()),
+                key: key.map(str::to_owned),
+            },
+            message: message.into(),
+        });
+    }
+
+    fn devices(&mut self) -> usize {
+        *self.device_count.get_or_insert_with(|| {
+            self.env
+                .device_count
+                .unwrap_or_else(gpu::detect_device_count)
+        })
+    }
+
+    fn factory(
+        &mut self,
+        entry: usize,
+        executor: &str,
+        key: &str,
+        uses: Option<&str>,
+        given: Option<&SharedFactory>,
+    ) -> Option<(String, SharedFactory)> {
+        if let Some(f) = given {
+            return Some((uses.unwrap_or("Executor").to_owned(), f.clone()));
+        }
+        let Some(uses) = uses else {
+            return Some(("BaseExecutor".into(), base_executor()));
+        };
+        if let Some(f) = self.registry.get(uses) {
+            return Some((uses.to_owned(), f.clone()));
+        }
+        let known: Vec<&str> = self.registry.names().collect();
+        self.error(
+            entry,
+            executor,
+            Some(key),
+            format!(
+                "unknown Executor '{uses}' (registered: {})",
+                known.join(", ")
+            ),
+        );
+        None
+    }
+}
+
+/// Compiles `entries` into a graph, collecting every error.
+pub fn compile(
+    entries: &[Exec],
+    kind: Kind,
+    registry: &Registry,
+    env: &CompileEnv,
+    locate: &dyn Locate,
+) -> Result<Graph, ConfigErrors> {
+    let mut cx = Ctx {
+        registry,
+        env,
+        locate,
+        errors: Vec::new(),
+        device_count: None,
+    };
+    if entries.is_empty() {
+        cx.errors.push(ConfigError {
+            place: Place {
+                file: locate.file().map(str::to_owned),
+                ..Place::default()
+            },
+            message: "a Flow needs at least one Executor".into(),
+        });
+        return Err(ConfigErrors(cx.errors));
+    }
+
+    // Names: given or Jina's defaults, unique, not `gateway`.
+    let names: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match (&e.name, kind) {
+            (Some(n), _) => n.clone(),
+            (None, Kind::Deployment) => "executor".into(),
+            (None, Kind::Flow) => format!("executor{i}"),
+        })
+        .collect();
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        if n == GATEWAY {
+            cx.error(
+                i,
+                n,
+                Some("name"),
+                "'gateway' is reserved for the Flow's input and output",
+            );
+        } else if n.is_empty() {
+            cx.error(i, n, Some("name"), "the name is empty");
+        } else if let Some(&j) = first_of.get(n.as_str()) {
+            let at = locate
+                .line(j, None)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            cx.error(
+                i,
+                n,
+                Some("name"),
+                format!("duplicate name: executor {j}{at} is also called '{n}'"),
+            );
+        } else {
+            first_of.insert(n, i);
+        }
+    }
+
+    // Needs: by name, `gateway`, or the previous entry.
+    let mut needs: Vec<Vec<Source>> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let wanted = match (&e.needs, kind) {
+            (None, Kind::Flow) if e.needs_all => orphans_before(i, &needs)
+                .into_iter()
+                .map(|s| match s {
+                    Source::Gateway => GATEWAY.to_owned(),
+                    Source::Node(j) => names[j].clone(),
+                })
+                .collect(),
+            (Some(_), Kind::Deployment) => {
+                cx.error(i, &names[i], Some("needs"), "a Deployment has no `needs`");
+                Vec::new()
+            }
+            (Some(n), Kind::Flow) => n.to_vec(),
+            (None, _) if i == 0 => vec![GATEWAY.to_owned()],
+            (None, _) => vec![names[i - 1].clone()],
+        };
+        if wanted.is_empty() && kind == Kind::Flow {
+            cx.error(i, &names[i], Some("needs"), "`needs` is an empty list");
+        }
+        let mut sources = Vec::new();
+        for w in wanted {
+            if w == GATEWAY {
+                sources.push(Source::Gateway);
+            } else if let Some(&j) = first_of.get(w.as_str()) {
+                if !sources.contains(&Source::Node(j)) {
+                    sources.push(Source::Node(j));
+                }
+            } else {
+                let mut known = vec![GATEWAY];
+                known.extend(names.iter().map(String::as_str));
+                cx.error(
+                    i,
+                    &names[i],
+                    Some("needs"),
+                    format!("unknown executor '{w}' (known: {})", known.join(", ")),
+                );
+            }
+        }
+        if kind == Kind::Deployment {
+            sources = vec![Source::Gateway];
+        }
+        needs.push(sources);
+    }
+
+    let order = match topo_order(&needs) {
+        Ok(o) => o,
+        Err(cycle) => {
+            let path: Vec<&str> = cycle.iter().map(|&i| names[i].as_str()).collect();
+            let first = cycle[0];
+            cx.error(
+                first,
+                &names[first],
+                Some("needs"),
+                format!("cycle: {}", path.join(" -> ")),
+            );
+            (0..entries.len()).collect()
+        }
+    };
+
+    // Each Deployment.
+    let mut specs: Vec<Option<NodeSpec>> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        specs.push(deployment(&mut cx, i, &names[i], e, &needs[i]));
+    }
+    if !cx.errors.is_empty() {
+        return Err(ConfigErrors(cx.errors));
+    }
+
+    // Topological order; sources renumbered.
+    let mut position = vec![0; entries.len()];
+    for (new, &old) in order.iter().enumerate() {
+        position[old] = new;
+    }
+    let mut nodes = Vec::with_capacity(entries.len());
+    for &old in &order {
+        let mut node = specs[old].take().expect("every spec compiled");
+        for s in &mut node.needs {
+            if let Source::Node(j) = s {
+                *j = position[*j];
+            }
+        }
+        nodes.push(node);
+    }
+    let needed: Vec<bool> = (0..nodes.len())
+        .map(|j| nodes.iter().any(|n| n.needs.contains(&Source::Node(j))))
+        .collect();
+    let outputs = (0..nodes.len()).filter(|&j| !needed[j]).collect();
+    Ok(Graph { nodes, outputs })
+}
+
+/// The entries before `i` that no entry before `i` needs (the gateway when there are none).
+fn orphans_before(i: usize, needs: &[Vec<Source>]) -> Vec<Source> {
+    let orphans: Vec<Source> = (0..i)
+        .filter(|&j| !needs[..i].iter().any(|n| n.contains(&Source::Node(j))))
+        .map(Source::Node)
+        .collect();
+    if orphans.is_empty() {
+        vec![Source::Gateway]
+    } else {
+        orphans
+    }
+}
+
+/// Kahn's algorithm, stable in entry order; on a cycle, the nodes of one cycle.
+fn topo_order(needs: &[Vec<Source>]) -> Result<Vec<usize>, Vec<usize>> {
+    let n = needs.len();
+    let mut indegree: Vec<usize> = needs
+        .iter()
+        .map(|s| s.iter().filter(|s| matches!(s, Source::Node(_))).count())
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    while let Some(i) = (0..n).find(|&i| !done[i] && indegree[i] == 0) {
+        done[i] = true;
+        order.push(i);
+        for (k, s) in needs.iter().enumerate() {
+            if s.contains(&Source::Node(i)) {
+                indegree[k] -= 1;
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Walk predecessors among the remaining nodes until one repeats: that is a cycle.
+    let start = (0..n).find(|&i| !done[i]).unwrap_or(0);
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = needs[cur].iter().find_map(|s| match s {
+            Source::Node(j) if !done[*j] => Some(*j),
+            _ => None,
+        });
+        let Some(next) = next else { return Err(path) };
+        if let Some(p) = path.iter().position(|&x| x == next) {
+            // In the direction data flows, starting at the earliest entry.
+            let mut cycle: Vec<usize> = path[p..].to_vec();
+            cycle.reverse();
+            let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+            cycle.rotate_left(first);
+            cycle.push(cycle[0]);
+            return Err(cycle);
+        }
+        path.push(next);
+        cur = next;
+    }
+}
+
+fn count(cx: &mut Ctx<'_>, i: usize, name: &str, key: &str, v: Option<i64>) -> usize {
+    match v {
+        None => 1,
+        Some(n) if n >= 1 => n as usize,
+        Some(n) => {
+            cx.error(i, name, Some(key), format!("must be at least 1, got {n}"));
+            1
+        }
+    }
+}
+
+fn polling(cx: &mut Ctx<'_>, i: usize, name: &str, p: Option<&PollingConfig>) -> Polling {
+    let parse = |cx: &mut Ctx<'_>, s: &str| match PollingKind::parse(s) {
+        Some(k) => k,
+        None => {
+            cx.error(
+                i,
+                name,
+                Some("polling"),
+                format!("'{s}' is not a polling (ANY or ALL)"),
+            );
+            PollingKind::Any
+        }
+    };
+    match p {
+        None => Polling::default(),
+        Some(PollingConfig::One(s)) => {
+            let k = parse(cx, s);
+            Polling::jina(k, Vec::new())
+        }
+        Some(PollingConfig::PerEndpoint(m)) => {
+            let explicit = m.iter().map(|(ep, s)| (ep.clone(), parse(cx, s))).collect();
+            Polling::jina(PollingKind::Any, explicit)
+        }
+    }
+}
+
+fn deployment(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    name: &str,
+    e: &Exec,
+    needs: &[Source],
+) -> Option<NodeSpec> {
+    for (set, key) in [
+        (
+            e.external.unwrap_or(false) || e.host.is_some() || e.port.is_some(),
+            "external",
+        ),
+        (
+            e.stateful.unwrap_or(false) || e.peer_ports.is_some() || e.raft_configuration.is_some(),
+            "stateful",
+        ),
+    ] {
+        if set {
+            cx.error(
+                i,
+                name,
+                Some(key),
+                format!("`{key}` Executors are not supported yet"),
+            );
+        }
+    }
+    let replicas = count(cx, i, name, "replicas", e.replicas);
+    let shards = count(cx, i, name, "shards", e.shards);
+    let polling = polling(cx, i, name, e.polling.as_ref());
+    let executor = cx.factory(i, name, "uses", e.uses.as_deref(), e.uses_factory.as_ref());
+    let uses_with = e.uses_with.clone().unwrap_or(serde_json::Value::Null);
+    if let Some((uses, f)) = &executor
+        && let Err(msg) = f.check(&uses_with)
+    {
+        cx.error(
+            i,
+            name,
+            Some("uses_with"),
+            format!("does not fit Executor '{uses}': {msg}"),
+        );
+    }
+    let helper =
+        |cx: &mut Ctx<'_>, key: &str, uses: &Option<String>, given: &Option<SharedFactory>| {
+            if uses.is_none() && given.is_none() {
+                return None;
+            }
+            cx.factory(i, name, key, uses.as_deref(), given.as_ref())
+                .map(|(uses, factory)| ExecutorSpec {
+                    uses,
+                    factory,
+                    uses_with: serde_json::Value::Null,
+                })
+        };
+    let uses_before = helper(cx, "uses_before", &e.uses_before, &e.uses_before_factory);
+    let uses_after = helper(cx, "uses_after", &e.uses_after, &e.uses_after_factory);
+    let when = match &e.when {
+        None => None,
+        Some(q) => match Query::parse(q) {
+            Ok(q) => Some(q),
+            Err(err) => {
+                cx.error(i, name, Some("when"), err.to_string());
+                None
+            }
+        },
+    };
+    let env: BTreeMap<String, String> = e
+        .env
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let cuda = env
+        .get("CUDA_VISIBLE_DEVICES")
+        .cloned()
+        .or_else(|| cx.env.cuda_visible_devices.clone());
+    let devices = match cuda {
+        Some(spec) if spec.starts_with("RR") => {
+            if let Err(err) = gpu::check_spec(&spec) {
+                cx.error(i, name, Some("env"), err.to_string());
+                None
+            } else {
+                let count = cx.devices();
+                match gpu::assign_devices(&spec, replicas, count) {
+                    Ok(Some(d)) => Some(d),
+                    Ok(None) => {
+                        tracing::warn!(
+                            executor = name,
+                            "CUDA_VISIBLE_DEVICES={spec}: no GPU found; devices not assigned"
+                        );
+                        None
+                    }
+                    Err(err) => {
+                        cx.error(i, name, Some("env"), err.to_string());
+                        None
+                    }
+                }
+            }
+        }
+        _ => None,
+    };
+    let queue = match e.queue_size {
+        None => DEFAULT_QUEUE,
+        Some(q) if q >= 0 => q as usize,
+        Some(q) => {
+            cx.error(
+                i,
+                name,
+                Some("queue_size"),
+                format!("must not be negative, got {q}"),
+            );
+            0
+        }
+    };
+    let (uses, factory) = executor?;
+    let mut d = DeploymentSpec::new(
+        Arc::<str>::from(name),
+        ExecutorSpec {
+            uses,
+            factory,
+            uses_with,
+        },
+    );
+    d.replicas = replicas;
+    d.shards = shards;
+    d.polling = polling;
+    d.uses_before = uses_before;
+    d.uses_after = uses_after;
+    d.reduce = !(e.disable_reduce.unwrap_or(false) || e.no_reduce.unwrap_or(false));
+    d.env = env;
+    d.workspace = e.workspace.clone();
+    d.devices = devices;
+    d.queue = queue;
+    Some(NodeSpec {
+        deployment: d,
+        needs: needs.to_vec(),
+        when,
+    })
+}

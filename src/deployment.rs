@@ -1,0 +1,170 @@
+//! The Deployment builder: one Executor, with replicas and shards, served on its own.
+//!
+//! ```no_run
+//! use flotilla::Deployment;
+//!
+//! let dep = Deployment::new().name("slow_encoder").uses("Echo").replicas(3);
+//! let running = dep.start().expect("a valid Deployment");
+//! let docs = running.post_blocking("/", flotilla::Doc::text_doc("hello")).unwrap();
+//! assert_eq!(docs.texts(), vec!["hello"]);
+//! ```
+
+use std::sync::Arc;
+
+use flotilla_actors::executor::SharedFactory;
+use flotilla_actors::graph::Graph;
+use flotilla_actors::registry::Registry;
+
+use crate::config::compile::{Kind, Locate, NoLines, compile};
+use crate::config::locate::Lines;
+use crate::config::{CompileEnv, ConfigErrors, Exec};
+use crate::error::Error;
+use crate::executors::builtin_registry;
+use crate::running::Running;
+
+/// A Deployment being described.
+#[derive(Clone)]
+pub struct Deployment {
+    exec: Exec,
+    registry: Registry,
+    env: CompileEnv,
+    lines: Option<Arc<Lines>>,
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Deployment::new()
+    }
+}
+
+macro_rules! forward {
+    ($($(#[$m:meta])* $name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            $(#[$m])*
+            pub fn $name(mut self, $($arg: $ty),*) -> Self {
+                self.exec = self.exec.$name($($arg),*);
+                self
+            }
+        )*
+    };
+}
+
+impl Deployment {
+    /// A Deployment of Jina's `BaseExecutor` (until [`Deployment::uses`] says otherwise).
+    pub fn new() -> Self {
+        Deployment {
+            exec: Exec::new(),
+            registry: builtin_registry(),
+            env: CompileEnv::from_process(),
+            lines: None,
+        }
+    }
+
+    /// Loads a Deployment from a YAML file (`jtype: Deployment`).
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Deployment, Error> {
+        let path = path.as_ref();
+        crate::config::yaml::load(path)?
+            .into_deployment()
+            .ok_or_else(|| {
+                Error::Config(crate::config::ConfigErrors(vec![
+                    crate::config::ConfigError {
+                        place: crate::config::Place {
+                            file: Some(path.display().to_string()),
+                            line: Some(1),
+                            ..Default::default()
+                        },
+                        message: "this is a Flow, not a Deployment".into(),
+                    },
+                ]))
+            })
+    }
+
+    pub(crate) fn with_yaml(mut self, lines: Lines) -> Self {
+        self.lines = Some(Arc::new(lines));
+        self
+    }
+
+    /// A Deployment of the Executor `exec` describes.
+    pub fn of(exec: Exec) -> Self {
+        Deployment {
+            exec,
+            ..Deployment::new()
+        }
+    }
+
+    forward! {
+        /// The Deployment's name (default `executor`).
+        name(name: impl Into<String>);
+        /// The Executor, by registered name.
+        uses(uses: impl Into<String>);
+        /// The Executor, by factory.
+        uses_factory(name: impl Into<String>, factory: SharedFactory);
+        /// Constructor arguments for the Executor.
+        uses_with(with: serde_json::Value);
+        /// Copies of the Executor; a request goes to one (the idle one first).
+        replicas(n: i64);
+        /// Partitions; `polling` says whether a request goes to one or all.
+        shards(n: i64);
+        /// `ANY` or `ALL`.
+        polling(p: impl Into<String>);
+        /// Runs before the shards.
+        uses_before(uses: impl Into<String>);
+        /// Runs after ALL-polled shards, instead of the default reduce.
+        uses_after(uses: impl Into<String>);
+        /// Turns off the reduce of ALL-polled shards.
+        disable_reduce(off: bool);
+        /// One environment variable of the replicas.
+        env(key: impl Into<String>, value: impl Into<String>);
+        /// The Executor's workspace directory.
+        workspace(dir: impl Into<std::path::PathBuf>);
+        /// Requests that may wait per shard when every replica is busy.
+        queue_size(n: i64);
+    }
+
+    /// Polling per endpoint, `*` for the others.
+    pub fn polling_map<K: Into<String>, V: Into<String>>(
+        mut self,
+        m: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.exec = self.exec.polling_map(m);
+        self
+    }
+
+    /// Makes an Executor type available to `uses` under `name`.
+    pub fn register(mut self, name: impl Into<String>, factory: SharedFactory) -> Self {
+        self.registry.add(name, factory);
+        self
+    }
+
+    /// Adds every Executor of `registry` to those `uses` can name.
+    pub fn registry(mut self, registry: &Registry) -> Self {
+        self.registry.extend(registry);
+        self
+    }
+
+    /// Uses this GPU environment instead of the process's.
+    pub fn compile_env(mut self, env: CompileEnv) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Validates the Deployment into the one-node graph the kernel runs.
+    pub fn graph(&self) -> Result<Graph, ConfigErrors> {
+        let locate: &dyn Locate = match &self.lines {
+            Some(l) => l.as_ref(),
+            None => &NoLines,
+        };
+        compile(
+            std::slice::from_ref(&self.exec),
+            Kind::Deployment,
+            &self.registry,
+            &self.env,
+            locate,
+        )
+    }
+
+    /// Validates and starts the Deployment; returns once every replica runs.
+    pub fn start(&self) -> Result<Running, Error> {
+        Running::start(self.graph()?)
+    }
+}

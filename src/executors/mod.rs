@@ -1,0 +1,51 @@
+//! Built-in Executors, registered by name in [`builtin_registry`].
+//!
+//! - `BaseExecutor`: binds nothing, so every request passes through unchanged (Jina's default
+//!   for `.add()` without `uses`).
+//! - `Echo`: returns the docs it gets.
+//! - `MatchMerger`: merges sharded search results, keeping the best `top_k` matches by score.
+//! - `SlowFast`: the seed's bottleneck demo, `/slow` sleeps, `/fast` returns at once.
+
+mod echo;
+mod match_merger;
+mod slow_fast;
+
+use std::sync::Arc;
+
+use flotilla_actors::executor::{Executor, FnFactory, NoArgs, Requests, SharedFactory, factory};
+use flotilla_actors::registry::Registry;
+
+pub use echo::Echo;
+pub use match_merger::MatchMerger;
+pub use slow_fast::SlowFast;
+
+/// Jina's `BaseExecutor`: no endpoints, so requests pass through unchanged.
+pub struct BaseExecutor;
+
+impl Executor for BaseExecutor {
+    fn requests(_: &mut Requests<Self>) {}
+}
+
+/// The factory of [`BaseExecutor`].
+pub fn base_executor() -> SharedFactory {
+    factory(|_| Ok(BaseExecutor))
+}
+
+/// Every built-in Executor by name.
+pub fn builtin_registry() -> Registry {
+    let mut r = Registry::new();
+    r.add("BaseExecutor", base_executor());
+    r.add(
+        "Echo",
+        Arc::new(FnFactory::new(|_: NoArgs, _: &_| Ok(Echo))),
+    );
+    r.add(
+        "MatchMerger",
+        Arc::new(FnFactory::new(|cfg: MatchMerger, _: &_| Ok(cfg))),
+    );
+    r.add(
+        "SlowFast",
+        Arc::new(FnFactory::new(|cfg: SlowFast, _: &_| Ok(cfg))),
+    );
+    r
+}
