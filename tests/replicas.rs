@@ -142,7 +142,14 @@ async fn a_panicking_handler_restarts_its_replica_and_loses_nothing() {
         counts.values().all(|&c| c == 1),
         "a request was answered twice"
     );
-    // Five panics, five restarts: fresh Executor instances.
+    // Five panics, five restarts: fresh Executor instances (restarts finish in the background).
+    let dispatch = dep.kernel().routers()[0].shards()[0].dispatch().clone();
+    within(30, async {
+        while dispatch.running_replicas() < 2 || *built.lock().unwrap() < 7 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     assert_eq!(*built.lock().unwrap(), 2 + 5);
     // And the restarted replicas serve.
     let later = within(
