@@ -17,6 +17,7 @@ pub mod flow;
 pub mod grpc;
 pub mod logging;
 pub mod running;
+pub mod topology;
 
 pub use flotilla_actors as actors;
 pub use flotilla_actors::doc::{Dict, Doc, DocList, NdArray, Value};
