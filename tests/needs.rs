@@ -181,22 +181,36 @@ async fn uses_before_gets_the_docs_matrix_and_disable_reduce_keeps_every_part() 
     );
     f.close();
 
-    // disable_reduce: the joiner gets every part (docs concatenated, duplicate ids kept).
+    // disable_reduce: the joiner gets every part (docs concatenated, duplicate ids kept, and
+    // the docs matrix with one part per predecessor).
     let f = base()
         .needs(
             ["p1", "p2", "p3"],
-            Exec::new().name("r1").uses("Echo").disable_reduce(true),
+            Exec::new()
+                .name("r1")
+                .uses_factory("Parts", factory(|_| Ok(Parts)))
+                .disable_reduce(true),
         )
         .start()
         .unwrap();
-    assert_eq!(
-        within(30, f.post("/", Doc::with_id("d")))
-            .await
-            .unwrap()
-            .ids(),
-        vec!["d", "d", "d"]
-    );
+    let docs = within(30, f.post("/", Doc::with_id("d"))).await.unwrap();
+    assert_eq!(docs.ids(), vec!["d", "d", "d"]);
+    assert!(docs.iter().all(|d| d.tag("parts") == Some(&Value::Int(3))));
     f.close();
+}
+
+/// Tags each doc with the number of parts the request brought.
+struct Parts;
+
+impl Executor for Parts {
+    fn requests(r: &mut Requests<Self>) {
+        r.default(|_: &mut Parts, req: &mut Request, _: &Context| {
+            let n = req.docs_matrix.len() as i64;
+            for d in req.docs.iter_mut() {
+                d.tags_mut().insert("parts".into(), Value::Int(n));
+            }
+        });
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

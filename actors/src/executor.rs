@@ -250,6 +250,9 @@ pub struct EndpointInfo {
 /// The endpoint of Jina's bare `@requests`: it serves every endpoint not bound otherwise.
 pub const DEFAULT_ENDPOINT: &str = "/default";
 
+/// The endpoint of Jina's readiness probe: answered by every replica without running user code.
+pub const DRY_RUN_ENDPOINT: &str = "_jina_dry_run_";
+
 /// The table of an Executor's handlers, filled by [`Executor::requests`].
 pub struct Requests<E> {
     entries: Vec<(EndpointInfo, Handler<E>)>,
@@ -415,6 +418,9 @@ struct Bound<E> {
 
 impl<E: Executor> DynExecutor for Bound<E> {
     fn route(&self, endpoint: &str) -> Route {
+        if endpoint == DRY_RUN_ENDPOINT {
+            return Route::PassThrough;
+        }
         match self.table.0.find(endpoint) {
             Some(i) => match self.table.0.entries[i].1 {
                 Handler::Sync(_) => Route::Sync(i),
@@ -610,6 +616,7 @@ mod tests {
         assert!(matches!(e.route("/index"), Route::Sync(0)));
         assert!(matches!(e.route("/slow"), Route::Async(1)));
         assert!(matches!(e.route("/other"), Route::Sync(2)));
+        assert!(matches!(e.route(DRY_RUN_ENDPOINT), Route::PassThrough));
         let eps = t.endpoints();
         assert_eq!(
             eps.iter()

@@ -78,12 +78,15 @@ impl Router {
                 p.docs.retain(|d| q.matches(d));
             }
         }
-        let mut req = if let Some(before) = &self.uses_before {
-            before
+        let req = if let Some(before) = &self.uses_before {
+            let mut req = before
                 .call(multipart(
                     parts.into_iter().map(|p| (part_name(&p), p)).collect(),
                 ))
-                .await?
+                .await?;
+            // The shards get what uses_before made of the parts, not the parts again.
+            req.docs_matrix.clear();
+            req
         } else if parts.len() == 1 {
             parts.pop().unwrap_or_default()
         } else if self.reduce {
@@ -91,7 +94,6 @@ impl Router {
         } else {
             multipart(parts.into_iter().map(|p| (part_name(&p), p)).collect())
         };
-        req.docs_matrix.clear();
         self.poll(req).await
     }
 
