@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::grpc::server::{ServeOptions, Server};
+use crate::grpc::service::Role;
 use crate::{Deployment, Error, Flow, Running};
 
 /// flotilla: Jina-style Flows and Deployments of Executors on an actor runtime.
@@ -23,23 +28,55 @@ pub enum Command {
         #[arg(long, default_value_t = 300)]
         slow_ms: u64,
     },
-    /// Loads a Flow YAML (`jtype: Flow`), validates it and starts it.
+    /// Loads a Flow YAML (`jtype: Flow`), validates it and serves it over gRPC until Ctrl-C.
     Flow {
         /// The Flow's YAML file.
         #[arg(long)]
         uses: PathBuf,
+        /// The gateway's port (default: the YAML's `with: port`, else 12345).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        host: String,
         /// Validate and print the topology without starting anything.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Loads a Deployment YAML (`jtype: Deployment`), validates it and starts it.
+    /// Loads a Deployment YAML (`jtype: Deployment`), validates it and serves it over gRPC
+    /// until Ctrl-C.
     Deployment {
         /// The Deployment's YAML file.
         #[arg(long)]
         uses: PathBuf,
+        /// The gateway's port.
+        #[arg(long, default_value_t = 12345)]
+        port: u16,
+        /// The address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        host: String,
         /// Validate and print the topology without starting anything.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Serves one Executor (its replicas behind it) the way a Jina worker does, so that a Jina
+    /// Flow (or a flotilla Flow) can use it as an external Executor.
+    Executor {
+        /// The Executor's registered name (`flotilla executor --uses Echo`).
+        #[arg(long)]
+        uses: String,
+        /// Its constructor arguments, as JSON.
+        #[arg(long)]
+        uses_with: Option<String>,
+        /// The Deployment's name (used in logs and routes).
+        #[arg(long, default_value = "executor")]
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        replicas: i64,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "0.0.0.0")]
+        host: String,
     },
 }
 
@@ -47,41 +84,89 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Demo { slow_ms } => crate::demo::main(slow_ms).await,
-        Command::Flow { uses, dry_run } => {
+        Command::Flow {
+            uses,
+            port,
+            host,
+            dry_run,
+        } => {
             let flow = Flow::load(&uses)?;
-            serve(&uses, flow.graph()?, dry_run, || flow.start()).await
+            let port = port.or(flow.settings().port).unwrap_or(12345);
+            let graph = flow.graph()?;
+            describe(&uses, &graph);
+            if dry_run {
+                return Ok(());
+            }
+            serve(flow.start()?, &host, port, Role::Gateway).await
         }
-        Command::Deployment { uses, dry_run } => {
+        Command::Deployment {
+            uses,
+            port,
+            host,
+            dry_run,
+        } => {
             let dep = Deployment::load(&uses)?;
-            serve(&uses, dep.graph()?, dry_run, || dep.start()).await
+            let graph = dep.graph()?;
+            describe(&uses, &graph);
+            if dry_run {
+                return Ok(());
+            }
+            serve(dep.start()?, &host, port, Role::Gateway).await
+        }
+        Command::Executor {
+            uses,
+            uses_with,
+            name,
+            replicas,
+            port,
+            host,
+        } => {
+            let mut dep = Deployment::new().name(name).uses(uses).replicas(replicas);
+            if let Some(with) = uses_with {
+                let with = serde_json::from_str(&with)
+                    .map_err(|e| Error::Serve(format!("--uses-with: {e}")))?;
+                dep = dep.uses_with(with);
+            }
+            serve(dep.start()?, &host, port, Role::Executor).await
         }
     }
 }
 
-/// Prints the validated topology, then (unless a dry run) starts it and waits for Ctrl-C.
-async fn serve(
-    path: &std::path::Path,
-    graph: flotilla_actors::graph::Graph,
-    dry_run: bool,
-    start: impl FnOnce() -> Result<Running, Error>,
-) -> Result<(), Error> {
+fn describe(path: &std::path::Path, graph: &flotilla_actors::graph::Graph) {
     println!("{} is valid:", path.display());
-    print!("{}", crate::topology::describe(&graph));
-    if dry_run {
-        return Ok(());
-    }
-    let running = start()?;
-    let replicas: usize = graph
-        .nodes
-        .iter()
-        .map(|n| n.deployment.shards * n.deployment.replicas)
-        .sum();
-    tracing::info!(
-        "started {} Executors, {replicas} replicas; Ctrl-C stops",
-        graph.nodes.len()
-    );
-    let _ = tokio::signal::ctrl_c().await;
+    print!("{}", crate::topology::describe(graph));
+}
+
+/// Serves `running` on `host:port` until Ctrl-C or SIGTERM, then stops: the server first (open calls
+/// finish), then the Flow (in-flight requests finish).
+async fn serve(running: Running, host: &str, port: u16, role: Role) -> Result<(), Error> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| Error::Serve(format!("{host}:{port}: {e}")))?;
+    let running = Arc::new(running);
+    let server = Server::start(running.clone(), addr, ServeOptions::new(role)).await?;
+    println!("serving on grpc://{}", server.local_addr());
+    stop_signal().await;
     tracing::info!("stopping: in-flight requests finish first");
-    running.close();
+    server.stop().await;
+    if let Ok(running) = Arc::try_unwrap(running) {
+        running.close();
+    }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

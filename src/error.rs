@@ -17,6 +17,9 @@ pub enum Error {
     /// A request failed.
     #[error(transparent)]
     Request(#[from] DispatchError),
+    /// A server could not be set up.
+    #[error("cannot serve: {0}")]
+    Serve(String),
     /// Reading a config file failed.
     #[error("{path}: {source}")]
     Io {

@@ -1,4 +1,15 @@
 //! Everything that speaks Jina's gRPC wire protocol.
+//!
+//! - [`pb`]: the code generated from `proto/`.
+//! - [`codec`]: kernel documents and requests to and from their protos, losslessly.
+//! - [`service`]: Jina's services over a running Flow (gateway or Executor role).
+//! - [`server`]: the tonic server with health, reflection, compression and size limits.
+//! - [`status`]: how failures travel (Jina error status in the response, or a gRPC status).
+//! - [`schema`]: endpoint schemas in the shape Jina's gateway rebuilds classes from.
 
 pub mod codec;
 pub mod pb;
+pub mod schema;
+pub mod server;
+pub mod service;
+pub mod status;
