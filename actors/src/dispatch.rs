@@ -3,25 +3,32 @@
 //! The table is shared by the callers, the replicas and the shard supervisor, so a request costs
 //! one lock and one message to a replica, with no hop through a supervisor's mailbox:
 //!
-//! - a request goes to a replica that is idle, never to a busy one while another is idle; of
-//!   the idle ones, the one that went idle last (its thread is likely still awake and its caches
-//!   warm, so handing it work costs no wake-up of a parked thread);
-//! - when every replica is busy it waits in one FIFO queue shared by the shard, and the first
-//!   replica to finish takes it: a slow request never holds up others behind it while another
-//!   replica could serve them;
-//! - the queue is bounded: past `replicas + queue` accepted requests, callers wait for room
+//! - a request goes to the replica with the fewest requests in flight: an idle one whenever
+//!   there is one, never a busy one while another is idle. Of equally loaded replicas, the one
+//!   freed last wins (its thread is likely still awake and its caches warm, so handing it work
+//!   costs no wake-up of a parked thread);
+//! - a local replica (an actor) serves one request at a time; a remote replica (an external
+//!   Executor) up to its capacity;
+//! - when every replica is full a request waits in one FIFO queue shared by the shard, and the
+//!   first replica to free up takes it: a slow request never holds up others behind it while
+//!   another replica could serve them;
+//! - the queue is bounded: past `capacity` accepted requests, callers wait for room
 //!   (backpressure), or get [`DispatchError::Busy`] from [`Dispatch::try_call`];
 //! - a job that is dropped unanswered (its replica stopped before taking it) goes back to the
-//!   front of the queue, so an accepted request is answered exactly once.
+//!   front of the queue, and a remote failure that Jina would retry (unreachable, deadline,
+//!   "not the leader") is retried on another replica: an accepted request is answered exactly
+//!   once.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 
 use crate::executor::ExecutorError;
+use crate::remote::{RemoteError, RemoteReplica};
 use crate::replica::{ReplicaActor, Run};
 use crate::request::Request;
 
@@ -46,7 +53,7 @@ pub enum DispatchError {
     /// The Deployment is stopping or stopped.
     #[error("{shard} is closed")]
     Closed { shard: Arc<str> },
-    /// A remote replica could not be reached (used by external Executors).
+    /// A remote replica could not serve the request (after the retries it allows).
     #[error("{replica}: {message}")]
     Unavailable { replica: Arc<str>, message: String },
 }
@@ -55,27 +62,81 @@ pub enum DispatchError {
 enum SlotState {
     /// Not started yet, or being restarted.
     Down,
-    Idle,
-    Busy,
-    /// Stopped for good (restart limit reached).
+    Up,
+    /// Stopped for good (restart limit reached, or shut down).
     Dead,
 }
 
+#[derive(Clone)]
+enum Target {
+    None,
+    Local(Addr<ReplicaActor>),
+    Remote(Arc<dyn RemoteReplica>),
+}
+
 struct Slot {
-    addr: Option<Addr<ReplicaActor>>,
+    target: Target,
     state: SlotState,
+    outstanding: usize,
+    capacity: usize,
+    /// When the slot last freed up (a counter): the most recently freed wins ties.
+    freed: u64,
+    /// Consecutive failures of a remote replica, and until when it cools down: it is then
+    /// used only when no other replica has room, so a dead replica does not attract requests.
+    failures: u32,
+    cool_until: Option<Instant>,
+}
+
+/// How long a remote replica that failed is avoided: doubling from 250 ms up to 8 s.
+fn cool_down(failures: u32) -> Duration {
+    Duration::from_millis(250u64 << failures.saturating_sub(1).min(5))
 }
 
 struct State {
     slots: Vec<Slot>,
-    idle: VecDeque<usize>,
     queue: VecDeque<Job>,
     closed: bool,
+    clock: u64,
 }
 
 impl State {
     fn live(&self) -> bool {
         self.slots.iter().any(|s| s.state != SlotState::Dead)
+    }
+
+    /// The slot to serve `job` now: up, with room, fewest in flight, freed last; a replica the
+    /// job already failed on only when no other has room.
+    fn pick(&self, job: &Job) -> Option<usize> {
+        let now = self
+            .slots
+            .iter()
+            .any(|s| s.cool_until.is_some())
+            .then(Instant::now);
+        let mut best: Option<(bool, bool, usize, std::cmp::Reverse<u64>, usize)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.state != SlotState::Up || s.outstanding >= s.capacity {
+                continue;
+            }
+            let cooling = matches!((s.cool_until, now), (Some(t), Some(now)) if t > now);
+            let key = (
+                cooling,
+                job.tried.contains(&i),
+                s.outstanding,
+                std::cmp::Reverse(s.freed),
+                i,
+            );
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        best.map(|(_, _, _, _, i)| i)
+    }
+
+    fn free(&mut self, i: usize) {
+        self.clock += 1;
+        let s = &mut self.slots[i];
+        s.outstanding = s.outstanding.saturating_sub(1);
+        s.freed = self.clock;
     }
 }
 
@@ -85,6 +146,8 @@ pub struct Dispatch {
     state: Mutex<State>,
     permits: Arc<Semaphore>,
     capacity: usize,
+    /// How often a request may be tried on remote replicas in all.
+    max_tries: usize,
     inflight: AtomicUsize,
     closing: AtomicBool,
     drained: Condvar,
@@ -96,6 +159,8 @@ pub struct Job {
     reply: Option<oneshot::Sender<Result<Request, DispatchError>>>,
     dispatch: Arc<Dispatch>,
     permit: Option<OwnedSemaphorePermit>,
+    /// The remote replicas this request already failed on.
+    tried: Vec<usize>,
 }
 
 impl Job {
@@ -122,6 +187,7 @@ impl Drop for Job {
                 reply: self.reply.take(),
                 dispatch: self.dispatch.clone(),
                 permit: self.permit.take(),
+                tried: std::mem::take(&mut self.tried),
             };
             self.dispatch.requeue(job);
             return;
@@ -136,25 +202,66 @@ impl Drop for Job {
 }
 
 impl Dispatch {
-    /// A table for `replicas` replicas (all down until [`Dispatch::replica_up`]) with room for
-    /// `queue` waiting requests.
+    /// A table for `replicas` local replicas (all down until [`Dispatch::replica_up`]) with room
+    /// for `queue` waiting requests.
     pub fn new(name: impl Into<Arc<str>>, replicas: usize, queue: usize) -> Arc<Self> {
-        let capacity = replicas + queue;
+        let slots = (0..replicas)
+            .map(|_| Slot {
+                target: Target::None,
+                state: SlotState::Down,
+                outstanding: 0,
+                capacity: 1,
+                freed: 0,
+                failures: 0,
+                cool_until: None,
+            })
+            .collect();
+        Dispatch::with_slots(name.into(), slots, replicas + queue, 1)
+    }
+
+    /// A table for remote replicas, each taking up to `per_replica` requests at once, with
+    /// room for `queue` waiting requests. A request is tried on up to `max(3, replicas) + 1`
+    /// replicas, as Jina's default `retries` does.
+    pub fn remote(
+        name: impl Into<Arc<str>>,
+        replicas: Vec<Arc<dyn RemoteReplica>>,
+        per_replica: usize,
+        queue: usize,
+    ) -> Arc<Self> {
+        let n = replicas.len();
+        let per_replica = per_replica.max(1);
+        let slots = replicas
+            .into_iter()
+            .map(|r| Slot {
+                target: Target::Remote(r),
+                state: SlotState::Up,
+                outstanding: 0,
+                capacity: per_replica,
+                freed: 0,
+                failures: 0,
+                cool_until: None,
+            })
+            .collect();
+        Dispatch::with_slots(name.into(), slots, n * per_replica + queue, n.max(3) + 1)
+    }
+
+    fn with_slots(
+        name: Arc<str>,
+        slots: Vec<Slot>,
+        capacity: usize,
+        max_tries: usize,
+    ) -> Arc<Self> {
         Arc::new(Dispatch {
-            name: name.into(),
+            name,
             state: Mutex::new(State {
-                slots: (0..replicas)
-                    .map(|_| Slot {
-                        addr: None,
-                        state: SlotState::Down,
-                    })
-                    .collect(),
-                idle: VecDeque::with_capacity(replicas),
-                queue: VecDeque::with_capacity(queue.min(1024)),
+                slots,
+                queue: VecDeque::new(),
                 closed: false,
+                clock: 0,
             }),
             permits: Arc::new(Semaphore::new(capacity)),
             capacity,
+            max_tries,
             inflight: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             drained: Condvar::new(),
@@ -223,6 +330,7 @@ impl Dispatch {
                 reply: Some(tx),
                 dispatch: self.clone(),
                 permit: Some(permit),
+                tried: Vec::new(),
             };
             self.place(st, job, false);
         }
@@ -233,8 +341,8 @@ impl Dispatch {
         })
     }
 
-    /// Sends the job to the most recently idle replica, or queues it (at the front when it is being
-    /// given back after a failed hand-over).
+    /// Sends the job to the best replica with room, or queues it (at the front when it is being
+    /// given back after a failed hand-over or retried).
     fn place(&self, mut st: MutexGuard<'_, State>, job: Job, front: bool) {
         if !st.live() {
             drop(st);
@@ -243,7 +351,7 @@ impl Dispatch {
             }));
             return;
         }
-        let Some(i) = st.idle.pop_back() else {
+        let Some(i) = st.pick(&job) else {
             if front {
                 st.queue.push_front(job);
             } else {
@@ -251,50 +359,116 @@ impl Dispatch {
             }
             return;
         };
-        st.slots[i].state = SlotState::Busy;
-        let addr = st.slots[i].addr.clone();
+        st.slots[i].outstanding += 1;
+        let target = st.slots[i].target.clone();
         drop(st);
-        self.hand_over(i, addr, job);
+        self.hand_over(i, target, job);
     }
 
-    fn hand_over(&self, i: usize, addr: Option<Addr<ReplicaActor>>, job: Job) {
-        let Some(addr) = addr else {
-            self.mark_down(i);
-            self.place(self.lock(), job, true);
-            return;
-        };
-        if let Err(e) = addr.try_send(Run(job)) {
-            // The actor stopped (or its mailbox is full, which idle-only hand-over rules out):
-            // take the replica out of rotation and give the job to another.
-            let Run(job) = e.into_inner();
-            self.mark_down(i);
-            self.place(self.lock(), job, true);
+    fn hand_over(&self, i: usize, target: Target, mut job: Job) {
+        match target {
+            Target::Local(addr) => {
+                if let Err(e) = addr.try_send(Run(job)) {
+                    // The actor stopped (or its mailbox is full, which one-at-a-time hand-over
+                    // rules out): take the replica out of rotation and give the job to another.
+                    let Run(job) = e.into_inner();
+                    self.mark_down(i);
+                    self.place(self.lock(), job, true);
+                }
+            }
+            Target::Remote(remote) => {
+                let request = job.take_request();
+                let dispatch = job.dispatch.clone();
+                remote.send(
+                    request,
+                    Box::new(move |result| dispatch.remote_done(i, job, result)),
+                );
+            }
+            Target::None => {
+                self.mark_down(i);
+                self.place(self.lock(), job, true);
+            }
+        }
+    }
+
+    /// A remote replica answered (or failed) `job`: reply, or retry on another replica; then
+    /// give the freed slot the next queued job.
+    fn remote_done(&self, i: usize, mut job: Job, result: Result<Request, RemoteError>) {
+        let mut st = self.lock();
+        st.free(i);
+        let slot = &mut st.slots[i];
+        match &result {
+            Err(RemoteError { retry: true, .. }) => {
+                slot.failures += 1;
+                slot.cool_until = Some(Instant::now() + cool_down(slot.failures));
+            }
+            _ => {
+                slot.failures = 0;
+                slot.cool_until = None;
+            }
+        }
+        match result {
+            Ok(r) => {
+                drop(st);
+                job.reply(Ok(r));
+            }
+            Err(RemoteError {
+                error,
+                retry: true,
+                request: Some(request),
+            }) if job.tried.len() + 1 < self.max_tries && !st.closed => {
+                tracing::warn!(shard = %self.name, "{error}; retrying on another replica");
+                job.tried.push(i);
+                job.request = Some(*request);
+                self.place(st, job, true);
+            }
+            Err(e) => {
+                drop(st);
+                job.reply(Err(e.error));
+            }
+        }
+        self.feed(i);
+    }
+
+    /// Hands queued jobs to slot `i` while it has room.
+    fn feed(&self, i: usize) {
+        loop {
+            let mut st = self.lock();
+            let s = &st.slots[i];
+            if s.state != SlotState::Up || s.outstanding >= s.capacity {
+                return;
+            }
+            let Some(job) = st.queue.pop_front() else {
+                return;
+            };
+            st.slots[i].outstanding += 1;
+            let target = st.slots[i].target.clone();
+            drop(st);
+            self.hand_over(i, target, job);
         }
     }
 
     fn mark_down(&self, i: usize) {
         let mut st = self.lock();
-        if st.slots[i].state != SlotState::Dead {
-            st.slots[i].state = SlotState::Down;
+        let s = &mut st.slots[i];
+        if s.state != SlotState::Dead {
+            s.state = SlotState::Down;
         }
-        st.idle.retain(|&j| j != i);
+        s.outstanding = 0;
     }
 
     fn requeue(&self, job: Job) {
         self.place(self.lock(), job, true);
     }
 
-    /// Called by replica `i` when it has answered a job: the next queued job for it, if any;
-    /// otherwise the replica is marked idle.
+    /// Called by local replica `i` when it has answered a job: the next queued job for it, if
+    /// any; otherwise the replica is free.
     pub(crate) fn next(&self, i: usize) -> Option<Job> {
         let mut st = self.lock();
         if let Some(job) = st.queue.pop_front() {
             return Some(job);
         }
-        if st.slots[i].state == SlotState::Busy {
-            st.slots[i].state = SlotState::Idle;
-            st.idle.push_back(i);
-        }
+        st.free(i);
         None
     }
 
@@ -303,26 +477,23 @@ impl Dispatch {
         self.mark_down(i);
     }
 
-    /// Replica `i` (re)started at `addr`: it takes the oldest queued job, or becomes idle.
+    /// Local replica `i` (re)started at `addr`: it takes the oldest queued job, or waits free.
     pub(crate) fn replica_up(&self, i: usize, addr: Addr<ReplicaActor>) {
-        let mut st = self.lock();
-        st.slots[i].addr = Some(addr.clone());
-        if let Some(job) = st.queue.pop_front() {
-            st.slots[i].state = SlotState::Busy;
-            drop(st);
-            self.hand_over(i, Some(addr), job);
-        } else {
-            st.slots[i].state = SlotState::Idle;
-            st.idle.push_back(i);
+        {
+            let mut st = self.lock();
+            let s = &mut st.slots[i];
+            s.target = Target::Local(addr);
+            s.state = SlotState::Up;
+            s.outstanding = 0;
         }
+        self.feed(i);
     }
 
     /// Replica `i` is gone for good. When it was the last one, every queued job fails.
     pub(crate) fn replica_dead(&self, i: usize) {
         let mut st = self.lock();
         st.slots[i].state = SlotState::Dead;
-        st.slots[i].addr = None;
-        st.idle.retain(|&j| j != i);
+        st.slots[i].target = Target::None;
         if st.live() {
             return;
         }
@@ -335,12 +506,15 @@ impl Dispatch {
         }
     }
 
-    /// Takes replica `i` out for good at shutdown, returning its address so it can be stopped.
+    /// Takes local replica `i` out for good at shutdown, returning its address so it can be
+    /// stopped.
     pub(crate) fn retire(&self, i: usize) -> Option<Addr<ReplicaActor>> {
         let mut st = self.lock();
         st.slots[i].state = SlotState::Dead;
-        st.idle.retain(|&j| j != i);
-        st.slots[i].addr.take()
+        match std::mem::replace(&mut st.slots[i].target, Target::None) {
+            Target::Local(addr) => Some(addr),
+            _ => None,
+        }
     }
 
     /// Stops accepting requests and waits until every accepted one has been answered.
@@ -359,16 +533,13 @@ impl Dispatch {
         self.inflight.load(Ordering::Acquire)
     }
 
-    /// The replicas currently able to take requests (idle or busy).
+    /// The replicas currently able to take requests.
     pub fn running_replicas(&self) -> usize {
         let st = self.lock();
-        st.slots
-            .iter()
-            .filter(|s| matches!(s.state, SlotState::Idle | SlotState::Busy))
-            .count()
+        st.slots.iter().filter(|s| s.state == SlotState::Up).count()
     }
 
-    /// How many requests the shard holds at most (replicas plus queue).
+    /// How many requests the shard holds at most (in flight plus queued).
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::executor::{Context, EndpointInfo, SharedFactory};
 use crate::query::Query;
+use crate::remote::RemoteReplica;
 use crate::shard::RestartPolicy;
 
 /// Which shards a request goes to.
@@ -150,7 +151,36 @@ pub struct DeploymentSpec {
     /// Requests that may wait per shard when every replica is busy.
     pub queue: usize,
     pub restart: RestartPolicy,
+    /// An external Executor: its replicas run elsewhere and are reached through these.
+    pub remote: Option<RemoteSpec>,
 }
+
+/// The replicas of an external Executor.
+#[derive(Clone)]
+pub struct RemoteSpec {
+    pub replicas: Vec<Arc<dyn RemoteReplica>>,
+    /// Requests in flight per replica before requests queue.
+    pub per_replica: usize,
+}
+
+impl fmt::Debug for RemoteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteSpec")
+            .field(
+                "replicas",
+                &self
+                    .replicas
+                    .iter()
+                    .map(|r| r.address())
+                    .collect::<Vec<_>>(),
+            )
+            .field("per_replica", &self.per_replica)
+            .finish()
+    }
+}
+
+/// The default number of requests in flight per remote replica.
+pub const DEFAULT_PER_REMOTE: usize = 32;
 
 /// The default bound of a shard's queue.
 pub const DEFAULT_QUEUE: usize = 1024;
@@ -172,6 +202,7 @@ impl DeploymentSpec {
             devices: None,
             queue: DEFAULT_QUEUE,
             restart: RestartPolicy::default(),
+            remote: None,
         }
     }
 

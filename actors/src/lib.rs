@@ -11,6 +11,7 @@
 //! - [`replica`]: `ReplicaActor`, one Executor on an Arbiter of its own.
 //! - [`dispatch`]: the idle-first dispatch table of a shard, with its bounded queue.
 //! - [`shard`]: the shard supervisor (start, restart on panic, stop).
+//! - [`remote`]: `RemoteReplica`, the way external Executors enter the kernel.
 //! - [`router`]: one per Flow node: needs join, `when`, polling, reduce.
 //! - [`flow`]: a running Flow (a Deployment is a Flow of one node); `post`.
 //! - [`graph`]: the validated graph the kernel runs.
@@ -25,6 +26,7 @@ pub mod graph;
 pub mod query;
 pub mod reduce;
 pub mod registry;
+pub mod remote;
 pub mod replica;
 pub mod request;
 pub mod router;

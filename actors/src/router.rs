@@ -34,6 +34,23 @@ impl Router {
     /// Starts the node's shards (and its `uses_before`/`uses_after` Executors).
     pub fn start(node: &NodeSpec) -> Result<Router, StartError> {
         let d = &node.deployment;
+        if let Some(remote) = &d.remote {
+            return Ok(Router {
+                name: d.name.clone(),
+                shards: vec![Shard::remote(
+                    d.name.clone(),
+                    remote.replicas.clone(),
+                    remote.per_replica,
+                    d.queue,
+                )],
+                polling: d.polling.clone(),
+                uses_before: None,
+                uses_after: None,
+                reduce: d.reduce,
+                when: node.when.clone(),
+                next_shard: AtomicUsize::new(0),
+            });
+        }
         let shards = (0..d.shards)
             .map(|s| {
                 Shard::start(ShardSpec {
@@ -201,6 +218,13 @@ fn concatenated(mut parts: Vec<Request>) -> Request {
         .flat_map(|p| std::mem::take(&mut p.docs))
         .collect();
     merged_envelope(&mut parts, docs)
+}
+
+/// Several requests as one, the way a Jina worker receives `process_data`: the docs of every
+/// part one after the other, and each part in `docs_matrix`, named by the last replica that
+/// handled it.
+pub fn join_parts(parts: Vec<Request>) -> Request {
+    multipart(parts.into_iter().map(|p| (part_name(&p), p)).collect())
 }
 
 /// One request carrying every part: the docs concatenated, and each part in `docs_matrix`.

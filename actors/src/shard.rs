@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::dispatch::{Dispatch, DispatchError};
 use crate::executor::{Context as ExecContext, ExecutorError, SharedFactory};
+use crate::remote::RemoteReplica;
 use crate::replica::{ReplicaActor, ReplicaFailed, Stop};
 use crate::request::Request;
 use crate::system::system;
@@ -59,13 +60,29 @@ pub struct StartError {
     pub error: ExecutorError,
 }
 
-/// A running shard: its dispatch table and its supervisor.
+/// A running shard: its dispatch table and, for local replicas, its supervisor.
 pub struct Shard {
     dispatch: Arc<Dispatch>,
     supervisor: Option<Addr<ShardSupervisor>>,
+    closed: bool,
 }
 
 impl Shard {
+    /// A shard of remote replicas (an external Executor), each taking up to `per_replica`
+    /// requests at once. Nothing starts: the replicas run elsewhere.
+    pub fn remote(
+        name: Arc<str>,
+        replicas: Vec<Arc<dyn RemoteReplica>>,
+        per_replica: usize,
+        queue: usize,
+    ) -> Shard {
+        Shard {
+            dispatch: Dispatch::remote(name, replicas, per_replica, queue),
+            supervisor: None,
+            closed: false,
+        }
+    }
+
     /// Starts every replica and returns once all of them run (or the first error).
     pub fn start(spec: ShardSpec) -> Result<Shard, StartError> {
         let dispatch = Dispatch::new(spec.name.clone(), spec.contexts.len(), spec.queue);
@@ -90,6 +107,7 @@ impl Shard {
         let mut shard = Shard {
             dispatch,
             supervisor: Some(sup),
+            closed: false,
         };
         match futures::executor::block_on(started) {
             Ok(Ok(())) => Ok(shard),
@@ -125,10 +143,13 @@ impl Shard {
     /// Stops taking requests, lets every accepted one finish, then stops the replicas and joins
     /// their threads. Blocks; idempotent.
     pub fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        self.dispatch.close();
         let Some(sup) = self.supervisor.take() else {
             return;
         };
-        self.dispatch.close();
         let arbiters = futures::executor::block_on(sup.send(Shutdown)).unwrap_or_default();
         for a in arbiters {
             a.stop();

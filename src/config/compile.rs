@@ -7,14 +7,17 @@ use std::sync::Arc;
 use flotilla_actors::executor::SharedFactory;
 use flotilla_actors::gpu;
 use flotilla_actors::graph::{
-    DEFAULT_QUEUE, DeploymentSpec, ExecutorSpec, Graph, NodeSpec, Polling, PollingKind, Source,
+    DEFAULT_PER_REMOTE, DEFAULT_QUEUE, DeploymentSpec, ExecutorSpec, Graph, NodeSpec, Polling,
+    PollingKind, RemoteSpec, Source,
 };
 use flotilla_actors::query::Query;
 use flotilla_actors::registry::Registry;
+use flotilla_actors::remote::RemoteReplica;
 
 use super::error::{ConfigError, ConfigErrors, Place};
 use super::exec::{Exec, PollingConfig};
 use crate::executors::base_executor;
+use crate::grpc::remote::GrpcReplica;
 
 /// The name of the Flow's input and output.
 pub const GATEWAY: &str = "gateway";
@@ -383,6 +386,64 @@ fn polling(cx: &mut Ctx<'_>, i: usize, name: &str, p: Option<&PollingConfig>) ->
     }
 }
 
+/// An external Executor's replicas (`external: true` with `host`/`port`), or `None`.
+fn external(cx: &mut Ctx<'_>, i: usize, name: &str, e: &Exec) -> Option<RemoteSpec> {
+    if !e.external.unwrap_or(false) {
+        for (set, key) in [(e.host.is_some(), "host"), (e.port.is_some(), "port")] {
+            if set {
+                cx.error(
+                    i,
+                    name,
+                    Some(key),
+                    "only an external Executor has a host and port (set `external: true`)",
+                );
+            }
+        }
+        return None;
+    }
+    if e.shards.is_some_and(|s| s != 1) {
+        cx.error(
+            i,
+            name,
+            Some("shards"),
+            "an external Executor has no shards here",
+        );
+    }
+    let addresses = match super::external::addresses(e.host.as_ref(), e.port.as_ref()) {
+        Ok(a) => a,
+        Err(msg) => {
+            let key = if e.host.is_some() { "host" } else { "port" };
+            cx.error(i, name, Some(key), msg);
+            return None;
+        }
+    };
+    if let Some(r) = e.replicas
+        && r != addresses.len() as i64
+    {
+        cx.error(
+            i,
+            name,
+            Some("replicas"),
+            format!(
+                "{r} replicas, but {} addresses: each address is one replica",
+                addresses.len()
+            ),
+        );
+    }
+    let timeout = e.timeout_send.map(std::time::Duration::from_millis);
+    let mut replicas: Vec<Arc<dyn RemoteReplica>> = Vec::with_capacity(addresses.len());
+    for a in addresses {
+        match GrpcReplica::new(&a.host, a.port, timeout) {
+            Ok(r) => replicas.push(Arc::new(r)),
+            Err(msg) => cx.error(i, name, Some("host"), msg),
+        }
+    }
+    Some(RemoteSpec {
+        replicas,
+        per_replica: DEFAULT_PER_REMOTE,
+    })
+}
+
 fn deployment(
     cx: &mut Ctx<'_>,
     i: usize,
@@ -390,26 +451,19 @@ fn deployment(
     e: &Exec,
     needs: &[Source],
 ) -> Option<NodeSpec> {
-    for (set, key) in [
-        (
-            e.external.unwrap_or(false) || e.host.is_some() || e.port.is_some(),
-            "external",
-        ),
-        (
-            e.stateful.unwrap_or(false) || e.peer_ports.is_some() || e.raft_configuration.is_some(),
-            "stateful",
-        ),
-    ] {
-        if set {
-            cx.error(
-                i,
-                name,
-                Some(key),
-                format!("`{key}` Executors are not supported yet"),
-            );
-        }
+    if e.stateful.unwrap_or(false) || e.peer_ports.is_some() || e.raft_configuration.is_some() {
+        cx.error(
+            i,
+            name,
+            Some("stateful"),
+            "`stateful` Executors are not supported yet",
+        );
     }
-    let replicas = count(cx, i, name, "replicas", e.replicas);
+    let remote = external(cx, i, name, e);
+    let replicas = match &remote {
+        Some(r) => r.replicas.len(),
+        None => count(cx, i, name, "replicas", e.replicas),
+    };
     let shards = count(cx, i, name, "shards", e.shards);
     let polling = polling(cx, i, name, e.polling.as_ref());
     let executor = cx.factory(i, name, "uses", e.uses.as_deref(), e.uses_factory.as_ref());
@@ -515,6 +569,7 @@ fn deployment(
     d.workspace = e.workspace.clone();
     d.devices = devices;
     d.queue = queue;
+    d.remote = remote;
     Some(NodeSpec {
         deployment: d,
         needs: needs.to_vec(),

@@ -217,6 +217,19 @@ impl Exec {
         self
     }
 
+    /// An external Executor whose replicas are at `addresses` (`host:port` each).
+    pub fn external_at(mut self, addresses: Vec<String>) -> Self {
+        self.external = Some(true);
+        self.host = Some(OneOrMany::Many(addresses));
+        self
+    }
+
+    /// The deadline of each call to an external Executor, in milliseconds.
+    pub fn timeout_send(mut self, ms: u64) -> Self {
+        self.timeout_send = Some(ms);
+        self
+    }
+
     pub fn queue_size(mut self, n: i64) -> Self {
         self.queue_size = Some(n);
         self

@@ -4,11 +4,13 @@
 //! - [`compile`]: entries to a validated `Graph`, collecting every error with its place.
 //! - [`yaml`]: Jina's YAML (`jtype: Flow` / `jtype: Deployment`) into the same entries.
 //! - [`locate`]: the YAML line of an entry or key, for errors found after parsing.
+//! - [`external`]: the addresses of an external Executor from `host`/`port`.
 //! - [`error`]: `ConfigError`, naming file, line, Executor and key.
 
 pub mod compile;
 pub mod error;
 pub mod exec;
+pub mod external;
 pub mod locate;
 pub mod yaml;
 

@@ -4,11 +4,13 @@
 //! - [`codec`]: kernel documents and requests to and from their protos, losslessly.
 //! - [`service`]: Jina's services over a running Flow (gateway or Executor role).
 //! - [`server`]: the tonic server with health, reflection, compression and size limits.
+//! - [`remote`]: external Executors, the kernel's `RemoteReplica` over gRPC.
 //! - [`status`]: how failures travel (Jina error status in the response, or a gRPC status).
 //! - [`schema`]: endpoint schemas in the shape Jina's gateway rebuilds classes from.
 
 pub mod codec;
 pub mod pb;
+pub mod remote;
 pub mod schema;
 pub mod server;
 pub mod service;
