@@ -28,7 +28,8 @@ where
                 if span.name() == "replica"
                     && let Some(fields) = span.extensions().get::<FormattedFields<N>>()
                 {
-                    who = Some(fields.fields.trim_start_matches("name=").to_owned());
+                    let plain = strip_ansi(&fields.fields);
+                    who = Some(plain.trim_start_matches("name=").to_owned());
                 }
             }
         }
@@ -44,6 +45,25 @@ where
     }
 }
 
+/// The text without terminal colour codes (`ESC [ … m`), which the span's fields carry when
+/// colours are on.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Logs to stderr at `RUST_LOG` (default `info`), in Jina's style.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -52,4 +72,50 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .event_format(JinaFormat)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::JinaFormat;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_line_names_the_replica_like_jina() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || buf.clone())
+            .event_format(JinaFormat)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("replica", name = %"indexer/rep-0");
+            span.in_scope(|| {
+                tracing::info!("Indexing Document in index with 100 documents indexed")
+            });
+            tracing::warn!("outside any replica");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            text,
+            format!(
+                "INFO  indexer/rep-0@{pid} Indexing Document in index with 100 documents indexed\n\
+                 WARN  flotilla@{pid} outside any replica\n"
+            )
+        );
+    }
 }
