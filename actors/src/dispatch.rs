@@ -169,8 +169,10 @@ impl Job {
         self.request.take().unwrap_or_default()
     }
 
-    /// Answers the caller.
+    /// Answers the caller. The job's room in the shard is given back first, so a caller that
+    /// has its answer can always send again.
     pub(crate) fn reply(mut self, result: Result<Request, DispatchError>) {
+        self.release();
         if let Some(tx) = self.reply.take() {
             // The caller may have given up waiting; the request was still served.
             let _ = tx.send(result);
@@ -192,7 +194,16 @@ impl Drop for Job {
             self.dispatch.requeue(job);
             return;
         }
-        drop(self.permit.take());
+        self.release();
+    }
+}
+
+impl Job {
+    /// Gives the job's room in the shard back and stops counting it in flight (once).
+    fn release(&mut self) {
+        if self.permit.take().is_none() {
+            return;
+        }
         let before = self.dispatch.inflight.fetch_sub(1, Ordering::AcqRel);
         if before == 1 && self.dispatch.closing.load(Ordering::Acquire) {
             let _guard = self.dispatch.lock();

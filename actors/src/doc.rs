@@ -589,16 +589,17 @@ impl Doc {
         }
     }
 
-    /// Sets one named score as a docarray `NamedScore` (`{value: …}`).
+    /// Sets one named score, as a plain number: what an untyped docarray v2 document (Jina's
+    /// `LegacyDocumentJina.scores: Dict[str, Any]`) can decode. A `NamedScore` doc there would
+    /// fail to decode in Python.
     pub fn set_score(&mut self, name: impl Into<String>, value: f64) {
-        let score = Doc::with_id(String::new()).with("value", value);
         match self.entry("scores", || Value::Dict(Dict::new())) {
             Value::Dict(d) => {
-                d.insert(name.into(), Value::Doc(Box::new(score)));
+                d.insert(name.into(), Value::Float(value));
             }
             other => {
                 let mut d = Dict::new();
-                d.insert(name.into(), Value::Doc(Box::new(score)));
+                d.insert(name.into(), Value::Float(value));
                 *other = Value::Dict(d);
             }
         }

@@ -917,11 +917,11 @@ mod tests {
         assert!(!keeps(json!({"matches__2__id": {"$exists": true}}), &d));
         assert!(!keeps(json!({"matches__-3__id": {"$exists": true}}), &d));
         assert!(keeps(
-            json!({"matches__0__scores__cosine__value": {"$gt": 0.5}}),
+            json!({"matches__0__scores__cosine": {"$gt": 0.5}}),
             &d
         ));
         assert!(!keeps(
-            json!({"matches__1__scores__cosine__value": {"$gt": 0.5}}),
+            json!({"matches__1__scores__cosine": {"$gt": 0.5}}),
             &d
         ));
         assert!(keeps(json!({"child__text": "deep"}), &d));
