@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::grpc::client::{Client, ClientError};
 use crate::grpc::server::{ServeOptions, Server};
 use crate::grpc::service::Role;
 use crate::{Deployment, Error, Flow, Running};
@@ -78,6 +82,21 @@ pub enum Command {
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
     },
+    /// Checks that a server answers, like `jina ping`: a gRPC health check (`jina ping
+    /// executor`), or with `--dry-run` a request through the whole Flow (`jina ping flow`).
+    /// Prints `SERVING` (health) or `READY` (dry run) and exits 0; exits non-zero with the
+    /// reason otherwise.
+    Ping {
+        /// The server: `grpc://host:port` or `host:port`.
+        addr: String,
+        /// Ask the gateway for a dry run (`/jina.JinaGatewayDryRunRPC/dry_run`) instead of a
+        /// health check: every Executor of the Flow must answer.
+        #[arg(long)]
+        dry_run: bool,
+        /// How long to wait for the connection and the answer, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 /// Runs the parsed command.
@@ -129,6 +148,52 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             }
             serve(dep.start()?, &host, port, Role::Executor).await
         }
+        Command::Ping {
+            addr,
+            dry_run,
+            timeout_ms,
+        } => ping(&addr, dry_run, Duration::from_millis(timeout_ms)).await,
+    }
+}
+
+/// `flotilla ping`: prints the answer on stdout when the server is up; otherwise an error saying
+/// what failed (nothing listening, not serving, which Executor failed the dry run).
+async fn ping(addr: &str, dry_run: bool, timeout: Duration) -> Result<(), Error> {
+    let failed = |e: String| Error::Io {
+        path: format!("ping {addr}"),
+        source: std::io::Error::other(e),
+    };
+    let client = tokio::time::timeout(
+        timeout,
+        Client::builder(addr)
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect(),
+    )
+    .await
+    .unwrap_or(Err(ClientError::Timeout(timeout)))
+    .map_err(|e| match e {
+        ClientError::Address { reason, .. } => failed(reason),
+        e => failed(e.to_string()),
+    })?;
+    if dry_run {
+        client.dry_run().await.map_err(|e| match e {
+            ClientError::BadServer(e) => failed(format!("the dry run failed: {e}")),
+            e => failed(e.to_string()),
+        })?;
+        println!("READY");
+        return Ok(());
+    }
+    match client.health_check("").await {
+        Ok(ServingStatus::Serving) => {
+            println!("SERVING");
+            Ok(())
+        }
+        Ok(other) => Err(failed(format!(
+            "the health check answered {}",
+            other.as_str_name()
+        ))),
+        Err(e) => Err(failed(e.to_string())),
     }
 }
 

@@ -17,6 +17,9 @@ pub enum Error {
     /// A request failed.
     #[error(transparent)]
     Request(#[from] DispatchError),
+    /// A gRPC client call failed.
+    #[error(transparent)]
+    Client(#[from] crate::grpc::client::ClientError),
     /// A server could not be set up.
     #[error("cannot serve: {0}")]
     Serve(String),

@@ -6,8 +6,10 @@
 //! - [`server`]: the tonic server with health, reflection, compression and size limits.
 //! - [`remote`]: external Executors, the kernel's `RemoteReplica` over gRPC.
 //! - [`status`]: how failures travel (Jina error status in the response, or a gRPC status).
+//! - [`client`]: a client of a gateway, like Jina's Python `Client(protocol='grpc')`.
 //! - [`schema`]: endpoint schemas in the shape Jina's gateway rebuilds classes from.
 
+pub mod client;
 pub mod codec;
 pub mod pb;
 pub mod remote;
