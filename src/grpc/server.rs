@@ -33,6 +33,9 @@ pub struct ServeOptions {
     pub max_unary: usize,
     /// The largest message accepted or sent; `None` is unlimited, as in Jina.
     pub max_message_size: Option<usize>,
+    /// Compress responses (to clients that accept it). Off by default, as in Jina; compressed
+    /// requests are always accepted.
+    pub compression: Option<CompressionEncoding>,
 }
 
 impl ServeOptions {
@@ -43,6 +46,7 @@ impl ServeOptions {
             prefetch: 1000,
             max_unary: 10_000,
             max_message_size: None,
+            compression: None,
         }
     }
 }
@@ -67,14 +71,17 @@ pub struct Server {
 }
 
 macro_rules! configured {
-    ($server:expr, $limit:expr) => {
-        $server
+    ($server:expr, $limit:expr, $send:expr) => {{
+        let s = $server
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Deflate)
-            .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size($limit)
-            .max_encoding_message_size($limit)
-    };
+            .max_encoding_message_size($limit);
+        match $send {
+            Some(encoding) => s.send_compressed(encoding),
+            None => s,
+        }
+    }};
 }
 
 impl Server {
@@ -117,14 +124,20 @@ impl Server {
         let router = TonicServer::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-            .add_service(configured!(JinaRpcServer::new(svc.clone()), limit))
+            .add_service(configured!(
+                JinaRpcServer::new(svc.clone()),
+                limit,
+                opts.compression
+            ))
             .add_service(configured!(
                 JinaSingleDataRequestRpcServer::new(svc.clone()),
-                limit
+                limit,
+                opts.compression
             ))
             .add_service(configured!(
                 JinaDataRequestRpcServer::new(svc.clone()),
-                limit
+                limit,
+                opts.compression
             ))
             .add_service(JinaDiscoverEndpointsRpcServer::new(svc.clone()))
             .add_service(JinaGatewayDryRunRpcServer::new(svc.clone()))

@@ -123,7 +123,7 @@ async fn run_one(
     inner: Arc<Inner>,
     proto: DataRequestProto,
     endpoint: Option<String>,
-) -> Result<DataRequestProto, Status> {
+) -> Result<DataRequestProto, Failed> {
     let header = proto.header.clone();
     let mut req = match codec::request_from_proto(proto) {
         Ok(r) => r,
@@ -139,7 +139,14 @@ async fn run_one(
     {
         req.endpoint = e.into();
     }
-    finish(header, flow(&inner).call(req).await)
+    let result = flow(&inner).call(req).await;
+    finish(header.clone(), result).map_err(|status| Failed { header, status })
+}
+
+/// A request that failed at the transport level, with the header that names it.
+struct Failed {
+    header: Option<HeaderProto>,
+    status: Status,
 }
 
 fn finish(
@@ -211,7 +218,7 @@ impl jina_rpc_server::JinaRpc for JinaService {
         let inner = self.inner.clone();
         let (tx, rx) = mpsc::channel(prefetch.min(1024));
         tokio::spawn(async move {
-            let mut pending: Pending<BoxFuture<'static, Result<DataRequestProto, Status>>> =
+            let mut pending: Pending<BoxFuture<'static, Result<DataRequestProto, Failed>>> =
                 if in_order {
                     Pending::Ordered(FuturesOrdered::new())
                 } else {
@@ -231,7 +238,7 @@ impl jina_rpc_server::JinaRpc for JinaService {
                     },
                     Some(out) = pending.next(), if pending.len() > 0 => {
                         // One failed request must not end the stream of the others.
-                        let out = out.or_else(|s| Ok(error_reply(None, as_response_status(&s))));
+                        let out = out.or_else(|f| Ok(error_reply(f.header, as_response_status(&f.status))));
                         if tx.send(out).await.is_err() {
                             return; // the client went away
                         }
@@ -260,6 +267,7 @@ impl jina_single_data_request_rpc_server::JinaSingleDataRequestRpc for JinaServi
         run_one(self.inner.clone(), request.into_inner(), endpoint)
             .await
             .map(Response::new)
+            .map_err(|f| f.status)
     }
 }
 
