@@ -275,3 +275,102 @@ async fn killing_an_external_replica_mid_run_loses_no_request() {
     );
     flow.close();
 }
+
+/// Tags each doc with how many parts its request carried and where they came from.
+struct Parts;
+
+impl flotilla::Executor for Parts {
+    fn requests(r: &mut flotilla::Requests<Self>) {
+        r.default(|_: &mut Parts, req: &mut Request, _: &flotilla::Context| {
+            let from: Vec<String> = req.docs_matrix.iter().map(|p| p.from.to_string()).collect();
+            for d in req.docs.iter_mut() {
+                d.tags_mut()
+                    .insert("parts".into(), flotilla::Value::Int(from.len() as i64));
+                d.tags_mut()
+                    .insert("from".into(), flotilla::Value::from(from.join(",")));
+            }
+        });
+    }
+}
+
+async fn executor_server(dep: flotilla::Deployment) -> flotilla::grpc::server::Server {
+    use flotilla::grpc::server::{ServeOptions, Server};
+    use flotilla::grpc::service::Role;
+    Server::start(
+        Arc::new(dep.start().unwrap()),
+        "127.0.0.1:0".parse().unwrap(),
+        ServeOptions::new(Role::Executor),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_without_reduce_reaches_an_external_executor_as_every_part() {
+    let server = executor_server(
+        flotilla::Deployment::new()
+            .name("joiner")
+            .uses_factory("Parts", flotilla::factory(|_| Ok(Parts))),
+    )
+    .await;
+    let flow = Flow::new()
+        .add(Exec::new().name("a").uses("Echo").needs("gateway"))
+        .add(Exec::new().name("b").uses("Echo").needs("gateway"))
+        .needs(
+            ["a", "b"],
+            Exec::new()
+                .name("join")
+                .external_at(vec![server.local_addr().to_string()])
+                .disable_reduce(true),
+        )
+        .start()
+        .unwrap();
+    let out = within(30, flow.post("/x", Doc::with_id("d")))
+        .await
+        .unwrap();
+    // process_data: both parts arrive, named by the replica that made them.
+    assert_eq!(out.ids(), vec!["d", "d"]);
+    for d in out.iter() {
+        assert_eq!(d.tag("parts"), Some(&flotilla::Value::Int(2)));
+        assert_eq!(
+            d.tag("from").and_then(|v| v.as_str()),
+            Some("a/rep-0,b/rep-0")
+        );
+    }
+    flow.close();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_send_is_the_deadline_of_a_call() {
+    let server = executor_server(
+        flotilla::Deployment::new()
+            .uses("SlowFast")
+            .uses_with(serde_json::json!({"slow_ms": 2000})),
+    )
+    .await;
+    let flow = Flow::new()
+        .add(
+            Exec::new()
+                .name("slow")
+                .external_at(vec![server.local_addr().to_string()])
+                .timeout_send(100),
+        )
+        .start()
+        .unwrap();
+    // /fast is within the deadline; /slow is not, and after the retries Jina allows it fails
+    // with the deadline named.
+    assert_eq!(
+        within(30, flow.post("/fast", Doc::new()))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let err = within(60, flow.post("/slow", Doc::new()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DeadlineExceeded"), "{err}");
+    flow.close();
+    server.stop().await;
+}

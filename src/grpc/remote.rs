@@ -137,8 +137,15 @@ async fn call(
     match sent {
         Ok(resp) => answer(&address, request, resp.into_inner()),
         Err(status) => {
+            // tonic reports its own client-side deadline as CANCELLED "Timeout expired".
+            let code = match status.code() {
+                Code::Cancelled if status.message().contains("Timeout expired") => {
+                    Code::DeadlineExceeded
+                }
+                code => code,
+            };
             let retry = matches!(
-                status.code(),
+                code,
                 Code::Unavailable
                     | Code::DeadlineExceeded
                     | Code::NotFound
@@ -149,7 +156,7 @@ async fn call(
             Err(RemoteError {
                 error: DispatchError::Unavailable {
                     replica: address,
-                    message: format!("{:?}: {}", status.code(), status.message()),
+                    message: format!("{code:?}: {}", status.message()),
                 },
                 retry,
                 request: Some(Box::new(request)),
