@@ -34,3 +34,8 @@ pub use deployment::Deployment;
 pub use error::Error;
 pub use flow::Flow;
 pub use running::Running;
+
+/// The README's Rust examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
