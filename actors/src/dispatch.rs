@@ -201,10 +201,12 @@ impl Drop for Job {
 impl Job {
     /// Gives the job's room in the shard back and stops counting it in flight (once).
     fn release(&mut self) {
-        if self.permit.take().is_none() {
+        let Some(permit) = self.permit.take() else {
             return;
-        }
+        };
+        // Uncount first, then free the room: a caller let in by the permit counts itself.
         let before = self.dispatch.inflight.fetch_sub(1, Ordering::AcqRel);
+        drop(permit);
         if before == 1 && self.dispatch.closing.load(Ordering::Acquire) {
             let _guard = self.dispatch.lock();
             self.dispatch.drained.notify_all();
