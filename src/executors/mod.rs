@@ -3,10 +3,13 @@
 //! - `BaseExecutor`: binds nothing, so every request passes through unchanged (Jina's default
 //!   for `.add()` without `uses`).
 //! - `Echo`: returns the docs it gets.
+//! - `ExactNNIndexer`: exact nearest-neighbour search (`/index`, `/search`, `/count`, `/clear`),
+//!   the seed's `ExactNNSearch`; `uses_with: {dim, metric, limit, threads}`.
 //! - `MatchMerger`: merges sharded search results, keeping the best `top_k` matches by score.
 //! - `SlowFast`: the seed's bottleneck demo, `/slow` sleeps, `/fast` returns at once.
 
 mod echo;
+mod exact_nn;
 mod match_merger;
 mod slow_fast;
 
@@ -16,6 +19,7 @@ use flotilla_actors::executor::{Executor, FnFactory, NoArgs, Requests, SharedFac
 use flotilla_actors::registry::Registry;
 
 pub use echo::Echo;
+pub use exact_nn::{ExactNNConfig, ExactNNIndexer, Metric};
 pub use match_merger::MatchMerger;
 pub use slow_fast::SlowFast;
 
@@ -38,6 +42,12 @@ pub fn builtin_registry() -> Registry {
     r.add(
         "Echo",
         Arc::new(FnFactory::new(|_: NoArgs, _: &_| Ok(Echo))),
+    );
+    r.add(
+        "ExactNNIndexer",
+        Arc::new(FnFactory::new(|cfg: ExactNNConfig, _: &_| {
+            ExactNNIndexer::new(cfg)
+        })),
     );
     r.add(
         "MatchMerger",
