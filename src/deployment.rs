@@ -119,9 +119,26 @@ impl Deployment {
         workspace(dir: impl Into<std::path::PathBuf>);
         /// Requests that may wait per shard when every replica is busy.
         queue_size(n: i64);
+        /// Replicates the Executor's state through a Raft log (needs a `workspace`).
+        stateful(on: bool);
+        /// Jina's `raft_configuration` keys.
+        raft_configuration(config: serde_json::Value);
+        /// Peer ports of the replicas (a list, or a map per shard).
+        peer_ports(ports: serde_json::Value);
+        /// Delays and drops Raft messages (tests).
+        raft_faults(faults: flotilla_actors::raft::Faults);
     }
 
     /// Polling per endpoint, `*` for the others.
+    /// Endpoints of a stateful Executor whose reads are linearizable (served by the leader).
+    pub fn linearizable_reads<S: Into<String>>(
+        mut self,
+        endpoints: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.exec = self.exec.linearizable_reads(endpoints);
+        self
+    }
+
     pub fn polling_map<K: Into<String>, V: Into<String>>(
         mut self,
         m: impl IntoIterator<Item = (K, V)>,

@@ -62,6 +62,30 @@ pub fn describe(graph: &Graph) -> String {
         if let Some(w) = &d.workspace {
             let _ = writeln!(out, "    workspace: {}", w.display());
         }
+        if let Some(r) = &d.stateful {
+            let writes: Vec<String> = d
+                .executor
+                .endpoints()
+                .into_iter()
+                .filter(|e| e.write)
+                .map(|e| e.name)
+                .collect();
+            let _ = writeln!(
+                out,
+                "    stateful (Raft): writes {}, log under {}/<shard>/<replica>{}",
+                if writes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    writes.join(" ")
+                },
+                r.root.display(),
+                if r.linearizable.is_empty() {
+                    String::new()
+                } else {
+                    format!(", linearizable reads {}", r.linearizable.join(" "))
+                }
+            );
+        }
     }
     let outputs: Vec<String> = graph
         .outputs

@@ -42,6 +42,16 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "shards",
         &["shards_with_replicas: replicas per shard [3, 3], 6 workers"],
     ),
+    (
+        "stateful",
+        &[
+            "Indexing 10000 Documents took …",
+            "Searching 100 Queries took …",
+            "indexer/rep-0 holds 10000 documents",
+            "indexer/rep-1 holds 10000 documents",
+            "indexer/rep-2 holds 10000 documents",
+        ],
+    ),
     ("when", &["[{'key': 5}]", "[{'key': 5}, {'key': 4}]", "[]"]),
 ];
 

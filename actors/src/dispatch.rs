@@ -145,7 +145,7 @@ pub struct Dispatch {
     name: Arc<str>,
     state: Mutex<State>,
     permits: Arc<Semaphore>,
-    capacity: usize,
+    capacity: AtomicUsize,
     /// How often a request may be tried on remote replicas in all.
     max_tries: usize,
     inflight: AtomicUsize,
@@ -273,7 +273,7 @@ impl Dispatch {
                 clock: 0,
             }),
             permits: Arc::new(Semaphore::new(capacity)),
-            capacity,
+            capacity: AtomicUsize::new(capacity),
             max_tries,
             inflight: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
@@ -312,7 +312,7 @@ impl Dispatch {
             Err(TryAcquireError::NoPermits) => {
                 return Err(DispatchError::Busy {
                     shard: self.name.clone(),
-                    capacity: self.capacity,
+                    capacity: self.capacity(),
                 });
             }
             Err(TryAcquireError::Closed) => {
@@ -554,6 +554,36 @@ impl Dispatch {
 
     /// How many requests the shard holds at most (in flight plus queued).
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Local replica `i`'s actor, while it is in rotation or being brought up.
+    pub(crate) fn local(&self, i: usize) -> Option<Addr<ReplicaActor>> {
+        match &self.lock().slots.get(i)?.target {
+            Target::Local(addr) => Some(addr.clone()),
+            _ => None,
+        }
+    }
+
+    /// Makes room for local replica `i` (a shard scaled up), down until [`Dispatch::replica_up`].
+    /// The shard's capacity grows by one request per new slot.
+    pub(crate) fn ensure_slot(&self, i: usize) {
+        let mut st = self.lock();
+        while st.slots.len() <= i {
+            st.slots.push(Slot {
+                target: Target::None,
+                state: SlotState::Down,
+                outstanding: 0,
+                capacity: 1,
+                freed: 0,
+                failures: 0,
+                cool_until: None,
+            });
+            self.permits.add_permits(1);
+            self.capacity.fetch_add(1, Ordering::Relaxed);
+        }
+        if st.slots[i].state == SlotState::Dead {
+            st.slots[i].state = SlotState::Down;
+        }
     }
 }

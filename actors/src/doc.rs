@@ -12,6 +12,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
 
 /// A field name. The common names are `&'static str`, so building a doc allocates no names.
 pub type Name = Cow<'static, str>;
@@ -20,7 +21,7 @@ pub type Name = Cow<'static, str>;
 pub type Dict = IndexMap<String, Value>;
 
 /// One field value. The variants mirror docarray's `NodeProto` content kinds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// Python `None`: an empty node on the wire.
     #[default]
@@ -29,7 +30,7 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Bool(bool),
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     NdArray(NdArray),
     Doc(Box<Doc>),
     DocList(DocList),
@@ -43,7 +44,7 @@ pub enum Value {
 }
 
 /// A value with an explicit docarray type tag (`NodeProto.type`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Typed {
     pub ty: String,
     pub value: Value,
@@ -234,7 +235,7 @@ impl From<&serde_json::Value> for Value {
 }
 
 /// Numpy element types flotilla keeps natively; anything else travels as raw bytes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ArrayData {
     F32(Vec<f32>),
     F64(Vec<f64>),
@@ -287,7 +288,7 @@ pub const TAG_NDARRAY: &str = "ndarray";
 pub const TAG_EMBEDDING: &str = "ndarray_embedding";
 
 /// A dense n-dimensional array in C order, with the docarray type tag it travels under.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NdArray {
     pub shape: Vec<usize>,
     pub data: ArrayData,
@@ -360,7 +361,7 @@ impl NdArray {
 }
 
 /// A document: an id and named fields.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Doc {
     id: String,
     fields: Vec<(Name, Value)>,
@@ -612,7 +613,7 @@ impl Doc {
 }
 
 /// A list of documents (docarray's `DocList`).
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DocList(Vec<Doc>);
 
 impl fmt::Debug for DocList {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::executor::{Context, EndpointInfo, SharedFactory};
 use crate::query::Query;
+use crate::raft::RaftSpec;
 use crate::remote::RemoteReplica;
 use crate::shard::RestartPolicy;
 
@@ -153,6 +154,9 @@ pub struct DeploymentSpec {
     pub restart: RestartPolicy,
     /// An external Executor: its replicas run elsewhere and are reached through these.
     pub remote: Option<RemoteSpec>,
+    /// A stateful Deployment: each shard's writes go through a Raft log. Its `root` is
+    /// `<workspace>/raft`; shard `s` keeps its nodes under `<root>/<s>`.
+    pub stateful: Option<RaftSpec>,
 }
 
 /// The replicas of an external Executor.
@@ -203,6 +207,7 @@ impl DeploymentSpec {
             queue: DEFAULT_QUEUE,
             restart: RestartPolicy::default(),
             remote: None,
+            stateful: None,
         }
     }
 
@@ -213,6 +218,14 @@ impl DeploymentSpec {
         } else {
             self.name.clone()
         }
+    }
+
+    /// The Raft spec of shard `shard` of a stateful Deployment.
+    pub fn raft_spec(&self, shard: usize) -> Option<RaftSpec> {
+        self.stateful.as_ref().map(|r| RaftSpec {
+            root: r.root.join(shard.to_string()),
+            ..r.clone()
+        })
     }
 
     /// The contexts of the replicas of shard `shard`: names, workspace, environment and device.

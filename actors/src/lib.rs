@@ -7,6 +7,7 @@
 //! - [`executor`]: the `Executor` trait, endpoints, `write` tagging, factories.
 //! - [`registry`]: `uses` names to Executor factories.
 //! - [`query`]: the `when` query language, parsed once and evaluated per doc.
+//! - [`raft`]: stateful shards whose writes go through a Raft log.
 //! - [`reduce`]: merging the results of parallel branches and shards by doc id.
 //! - [`replica`]: `ReplicaActor`, one Executor on an Arbiter of its own.
 //! - [`dispatch`]: the idle-first dispatch table of a shard, with its bounded queue.
@@ -24,6 +25,7 @@ pub mod flow;
 pub mod gpu;
 pub mod graph;
 pub mod query;
+pub mod raft;
 pub mod reduce;
 pub mod registry;
 pub mod remote;

@@ -5,16 +5,23 @@
 //! other thread. Every handler call runs under `catch_unwind`: a panic fails that one request
 //! with an error naming the replica, and the replica stops so that its shard supervisor starts a
 //! fresh one (actix itself does not restart actors on panic).
+//!
+//! A stateful shard's Raft state machine also sends requests straight to a replica ([`Apply`]):
+//! committed writes, applied in log order, and snapshots of the Executor's state.
 
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::FutureExt;
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::dispatch::{Dispatch, DispatchError, Job};
-use crate::executor::{Context as ExecContext, DynExecutor, HandlerResult, Output, Route};
+use crate::executor::{
+    Context as ExecContext, DynExecutor, ExecutorError, HandlerResult, Output, Route,
+};
 use crate::request::Request;
 
 /// A job for the replica (sent only while the replica is idle).
@@ -24,12 +31,58 @@ impl Message for Run {
     type Result = ();
 }
 
+/// A request that does not come through the shard's dispatch table: a committed Raft write, or
+/// a linearizable read sent to the leader's replica. Answered on `reply`.
+pub(crate) struct Apply {
+    pub request: Request,
+    pub reply: oneshot::Sender<Result<Request, DispatchError>>,
+}
+
+impl Message for Apply {
+    type Result = ();
+}
+
+/// Writes the Executor's state into a directory (`Executor::snapshot`).
+#[derive(Message)]
+#[rtype(result = "Result<(), ExecutorError>")]
+pub(crate) struct Snapshot(pub PathBuf);
+
+/// Replaces the Executor's state with a snapshot's (`Executor::restore`).
+#[derive(Message)]
+#[rtype(result = "Result<(), ExecutorError>")]
+pub(crate) struct Restore(pub PathBuf);
+
 /// Sent to the shard supervisor when a replica's handler panicked and the replica stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct ReplicaFailed {
     pub index: usize,
     pub reason: String,
+}
+
+/// Where a served request's answer goes.
+// A `Reply` lives on the stack for one call; boxing the job would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    /// A job from the dispatch table: answered, then the replica takes the next queued one.
+    Job(Job),
+    /// A direct request (Raft): answered, nothing else.
+    Direct(oneshot::Sender<Result<Request, DispatchError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Request, DispatchError>) {
+        match self {
+            Reply::Job(job) => job.reply(result),
+            Reply::Direct(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+
+    fn is_job(&self) -> bool {
+        matches!(self, Reply::Job(_))
+    }
 }
 
 /// How many jobs a replica serves in one go before letting its mailbox be read.
@@ -68,31 +121,9 @@ impl ReplicaActor {
     /// Serves `job`, then whatever the queue holds, up to [`BATCH`] jobs.
     fn serve(&mut self, mut job: Job, ctx: &mut Context<Self>) {
         for _ in 0..BATCH {
-            let mut req = job.take_request();
-            let Some(exec) = self.exec.as_mut() else {
-                // Only while an async handler holds the Executor, which blocks the mailbox.
-                job.reply(Err(DispatchError::Closed {
-                    shard: self.dispatch.name().clone(),
-                }));
-                return;
-            };
-            match exec.route(&req.endpoint) {
-                Route::PassThrough => job.reply(Ok(req)),
-                Route::Sync(h) => {
-                    let ectx = &self.ctx;
-                    let result = self.span.in_scope(|| {
-                        std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            exec.call_sync(h, &mut req, ectx)
-                        }))
-                    });
-                    if !self.finish(req, result.map_err(panic_message), job, ctx) {
-                        return;
-                    }
-                }
-                Route::Async(h) => {
-                    self.serve_async(h, req, job, ctx);
-                    return;
-                }
+            let req = job.take_request();
+            if !self.run(req, Reply::Job(job), ctx) {
+                return; // async handler under way, or the replica is stopping
             }
             match self.dispatch.next(self.index) {
                 Some(next) => job = next,
@@ -105,11 +136,41 @@ impl ReplicaActor {
         }
     }
 
+    /// Runs one request. Returns true when it was answered synchronously and the replica goes on;
+    /// false when an async handler took over (it answers, and for a job takes the next one,
+    /// when it is done) or the replica is stopping.
+    fn run(&mut self, mut req: Request, reply: Reply, ctx: &mut Context<Self>) -> bool {
+        let Some(exec) = self.exec.as_mut() else {
+            // Only while an async handler holds the Executor, which blocks the mailbox.
+            reply.send(Err(DispatchError::Closed {
+                shard: self.dispatch.name().clone(),
+            }));
+            return true;
+        };
+        match exec.route(&req.endpoint) {
+            Route::PassThrough => {
+                reply.send(Ok(req));
+                true
+            }
+            Route::Sync(h) => {
+                let ectx = &self.ctx;
+                let result = self.span.in_scope(|| {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| exec.call_sync(h, &mut req, ectx)))
+                });
+                self.finish(req, result.map_err(panic_message), reply, ctx)
+            }
+            Route::Async(h) => {
+                self.run_async(h, req, reply, ctx);
+                false
+            }
+        }
+    }
+
     /// Runs an async handler. The Executor moves into the future and comes back when it is done;
     /// the actor's mailbox waits meanwhile, so the replica still serves one request at a time.
-    fn serve_async(&mut self, h: usize, mut req: Request, job: Job, ctx: &mut Context<Self>) {
+    fn run_async(&mut self, h: usize, mut req: Request, reply: Reply, ctx: &mut Context<Self>) {
         let Some(mut exec) = self.exec.take() else {
-            job.reply(Err(DispatchError::Closed {
+            reply.send(Err(DispatchError::Closed {
                 shard: self.dispatch.name().clone(),
             }));
             return;
@@ -127,7 +188,9 @@ impl ReplicaActor {
             fut.into_actor(self)
                 .map(move |(exec, req, result), act, ctx| {
                     act.exec = Some(exec);
-                    if act.finish(req, result, job, ctx)
+                    let from_job = reply.is_job();
+                    if act.finish(req, result, reply, ctx)
+                        && from_job
                         && let Some(next) = act.dispatch.next(act.index)
                     {
                         act.serve(next, ctx);
@@ -136,12 +199,12 @@ impl ReplicaActor {
         );
     }
 
-    /// Answers the job. Returns false when the handler panicked and the replica is stopping.
+    /// Answers. Returns false when the handler panicked and the replica is stopping.
     fn finish(
         &mut self,
         mut req: Request,
         result: Result<HandlerResult, String>,
-        job: Job,
+        reply: Reply,
         ctx: &mut Context<Self>,
     ) -> bool {
         let replica = &self.ctx.runtime_name;
@@ -155,11 +218,11 @@ impl ReplicaActor {
                     }
                 }
                 req.routes.push(replica.clone());
-                job.reply(Ok(req));
+                reply.send(Ok(req));
                 true
             }
             Ok(Err(error)) => {
-                job.reply(Err(DispatchError::Executor {
+                reply.send(Err(DispatchError::Executor {
                     replica: replica.clone(),
                     error,
                 }));
@@ -168,7 +231,7 @@ impl ReplicaActor {
             Err(message) => {
                 tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
                 self.dispatch.replica_down(self.index);
-                job.reply(Err(DispatchError::Panicked {
+                reply.send(Err(DispatchError::Panicked {
                     replica: replica.clone(),
                     message: message.clone(),
                 }));
@@ -181,6 +244,24 @@ impl ReplicaActor {
                 false
             }
         }
+    }
+
+    fn with_executor<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut dyn DynExecutor) -> Result<T, ExecutorError>,
+    ) -> Result<T, ExecutorError> {
+        let Some(exec) = self.exec.as_mut() else {
+            return Err(ExecutorError::new(format!("{what}: the Executor is busy")));
+        };
+        let span = &self.span;
+        span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| f(exec.as_mut()))))
+            .unwrap_or_else(|p| {
+                Err(ExecutorError::named(
+                    "Panic",
+                    format!("{what}: {}", panic_message(p)),
+                ))
+            })
     }
 }
 
@@ -213,6 +294,30 @@ impl Handler<Run> for ReplicaActor {
 
     fn handle(&mut self, Run(job): Run, ctx: &mut Self::Context) {
         self.serve(job, ctx);
+    }
+}
+
+impl Handler<Apply> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Apply, ctx: &mut Self::Context) {
+        self.run(msg.request, Reply::Direct(msg.reply), ctx);
+    }
+}
+
+impl Handler<Snapshot> for ReplicaActor {
+    type Result = Result<(), ExecutorError>;
+
+    fn handle(&mut self, Snapshot(dir): Snapshot, _: &mut Self::Context) -> Self::Result {
+        self.with_executor("snapshot", |e| e.snapshot(&dir))
+    }
+}
+
+impl Handler<Restore> for ReplicaActor {
+    type Result = Result<(), ExecutorError>;
+
+    fn handle(&mut self, Restore(dir): Restore, _: &mut Self::Context) -> Self::Result {
+        self.with_executor("restore", |e| e.restore(&dir))
     }
 }
 

@@ -60,6 +60,7 @@ impl Router {
                     contexts: d.contexts(s),
                     queue: d.queue,
                     restart: d.restart,
+                    raft: d.raft_spec(s),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -175,6 +176,7 @@ fn start_helper(d: &DeploymentSpec, role: &str, e: &ExecutorSpec) -> Result<Shar
         contexts: vec![ctx],
         queue: d.queue,
         restart: d.restart,
+        raft: None,
     })
 }
 

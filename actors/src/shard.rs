@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::dispatch::{Dispatch, DispatchError};
 use crate::executor::{Context as ExecContext, ExecutorError, SharedFactory};
+use crate::raft::group::{self as raft_group, RaftGroup, RaftSpec};
 use crate::remote::RemoteReplica;
 use crate::replica::{ReplicaActor, ReplicaFailed, Stop};
 use crate::request::Request;
@@ -50,6 +51,8 @@ pub struct ShardSpec {
     /// Requests that may wait when every replica is busy.
     pub queue: usize,
     pub restart: RestartPolicy,
+    /// A stateful shard: its writes go through a Raft log.
+    pub raft: Option<RaftSpec>,
 }
 
 /// A replica could not be started.
@@ -64,6 +67,7 @@ pub struct StartError {
 pub struct Shard {
     dispatch: Arc<Dispatch>,
     supervisor: Option<Addr<ShardSupervisor>>,
+    raft: Option<Arc<RaftGroup>>,
     closed: bool,
 }
 
@@ -79,6 +83,7 @@ impl Shard {
         Shard {
             dispatch: Dispatch::remote(name, replicas, per_replica, queue),
             supervisor: None,
+            raft: None,
             closed: false,
         }
     }
@@ -97,6 +102,8 @@ impl Shard {
                     restarts: vec![VecDeque::new(); replicas],
                     spec,
                     dispatch,
+                    raft: None,
+                    active: replicas,
                     stopping: false,
                 }
                 .start();
@@ -107,10 +114,20 @@ impl Shard {
         let mut shard = Shard {
             dispatch,
             supervisor: Some(sup),
+            raft: None,
             closed: false,
         };
         match futures::executor::block_on(started) {
-            Ok(Ok(())) => Ok(shard),
+            Ok(Ok(())) => match &spec.raft {
+                None => Ok(shard),
+                Some(raft) => match shard.start_raft(&spec, raft.clone()) {
+                    Ok(()) => Ok(shard),
+                    Err(e) => {
+                        shard.close();
+                        Err(e)
+                    }
+                },
+            },
             Ok(Err(e)) => {
                 shard.close();
                 Err(e)
@@ -125,9 +142,116 @@ impl Shard {
         }
     }
 
-    /// Serves a request on an idle replica (waiting for room when the shard is saturated).
+    /// Forms the Raft group of a stateful shard over its running replicas; returns once every
+    /// replica has its state back.
+    fn start_raft(&mut self, spec: &ShardSpec, raft: RaftSpec) -> Result<(), StartError> {
+        let fail = |message: String| StartError {
+            replica: spec.name.clone(),
+            error: ExecutorError::named("RaftError", message),
+        };
+        let replicas = (0..spec.contexts.len())
+            .map(|i| self.dispatch.local(i))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| fail("a replica is not running".into()))?;
+        let writes = spec
+            .factory
+            .endpoints()
+            .into_iter()
+            .filter(|e| e.write)
+            .map(|e| e.name)
+            .collect();
+        let name = spec.name.clone();
+        let group = raft_group::block_on(RaftGroup::start(name, raft, replicas, writes))
+            .ok_or_else(|| fail("the Raft runtime stopped".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        if let Some(sup) = &self.supervisor {
+            sup.do_send(SetRaft(group.clone()));
+        }
+        self.raft = Some(group);
+        Ok(())
+    }
+
+    /// Serves a request on an idle replica (waiting for room when the shard is saturated). In a
+    /// stateful shard a write goes through the Raft log, a linearizable read to the leader, and
+    /// any other read to any replica once every replica has applied the writes acknowledged
+    /// before it (reads never miss an acknowledged write, whichever replica serves them).
     pub async fn call(&self, req: Request) -> Result<Request, DispatchError> {
+        if let Some(g) = &self.raft {
+            if g.is_write(&req.endpoint) {
+                return g.write(req).await;
+            }
+            if g.is_linearizable(&req.endpoint) {
+                return g.read(req).await;
+            }
+            // Any replica may serve a read: it waits until all have every acknowledged write.
+            g.settle().await;
+        }
         self.dispatch.call(req).await
+    }
+
+    /// Serves a request on local replica `i` itself, bypassing dispatch (to ask each replica
+    /// of a stateful shard what it holds, for instance). Writes sent this way are not logged.
+    pub async fn call_replica(&self, i: usize, request: Request) -> Result<Request, DispatchError> {
+        let Some(addr) = self.dispatch.local(i) else {
+            return Err(DispatchError::NoReplica {
+                shard: self.dispatch.name().clone(),
+            });
+        };
+        let (tx, rx) = oneshot::channel();
+        addr.do_send(crate::replica::Apply { request, reply: tx });
+        rx.await.unwrap_or_else(|_| {
+            Err(DispatchError::Closed {
+                shard: self.dispatch.name().clone(),
+            })
+        })
+    }
+
+    /// The Raft group of a stateful shard.
+    pub fn raft(&self) -> Option<&Arc<RaftGroup>> {
+        self.raft.as_ref()
+    }
+
+    /// Stops local replica `i` as if its process died: out of rotation, its actor and (in a
+    /// stateful shard) its Raft node stopped. [`Shard::restart_replica`] brings it back.
+    pub fn stop_replica(&self, i: usize) {
+        let Some(sup) = &self.supervisor else { return };
+        if let Some(g) = &self.raft {
+            let g = g.clone();
+            raft_group::block_on(async move { g.stop_node(i as u64).await });
+        }
+        let _ = futures::executor::block_on(sup.send(StopReplica(i)));
+    }
+
+    /// Starts local replica `i` again with a fresh Executor. In a stateful shard it restores
+    /// its snapshot, replays its log and catches up with the leader before it takes requests.
+    pub fn restart_replica(&self, i: usize) -> Result<(), StartError> {
+        let Some(sup) = &self.supervisor else {
+            return Ok(());
+        };
+        let name = self.dispatch.name().clone();
+        let fail = |error: ExecutorError| StartError {
+            replica: format!("{name}/rep-{i}").into(),
+            error,
+        };
+        futures::executor::block_on(sup.send(RestartReplica(i)))
+            .map_err(|_| fail(ExecutorError::new("the shard supervisor stopped")))?
+            .map_err(fail)
+    }
+
+    /// Scales the shard to `replicas` local replicas. In a stateful shard new replicas join the
+    /// Raft group (catching up from a snapshot and the log) and removed ones leave it first.
+    pub fn scale(&self, replicas: usize) -> Result<(), StartError> {
+        let Some(sup) = &self.supervisor else {
+            return Ok(());
+        };
+        let name = self.dispatch.name().clone();
+        futures::executor::block_on(sup.send(Scale(replicas)))
+            .map_err(|_| ExecutorError::new("the shard supervisor stopped"))
+            .and_then(|r| r)
+            .map_err(|error| StartError {
+                replica: name,
+                error,
+            })
     }
 
     /// Serves a request, or fails at once with `Busy` when the shard is saturated.
@@ -147,6 +271,9 @@ impl Shard {
             return;
         }
         self.dispatch.close();
+        if let Some(g) = self.raft.take() {
+            raft_group::block_on(async move { g.shutdown().await });
+        }
         let Some(sup) = self.supervisor.take() else {
             return;
         };
@@ -170,6 +297,9 @@ pub(crate) struct ShardSupervisor {
     dispatch: Arc<Dispatch>,
     arbiters: Vec<Option<Arbiter>>,
     restarts: Vec<VecDeque<Instant>>,
+    raft: Option<Arc<RaftGroup>>,
+    /// Replicas the shard is meant to run (changed by scaling).
+    active: usize,
     stopping: bool,
 }
 
@@ -189,8 +319,8 @@ impl ShardSupervisor {
             let _ = tx.send(Err(ExecutorError::new("the replica's thread is gone")));
             return rx;
         };
+        let ectx = Arc::new(self.context(i));
         let spawned = arbiter.spawn_fn(move || {
-            let ectx = Arc::new(spec.contexts[i].clone());
             let span = tracing::info_span!("replica", name = %ectx.runtime_name);
             let built = span.in_scope(|| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -214,7 +344,69 @@ impl ShardSupervisor {
     }
 
     fn replica_name(&self, i: usize) -> Arc<str> {
-        self.spec.contexts[i].runtime_name.clone()
+        self.context(i).runtime_name.clone()
+    }
+
+    /// Replica `i`'s context; replicas added by scaling get one like the first replica's.
+    fn context(&self, i: usize) -> ExecContext {
+        let contexts = &self.spec.contexts;
+        if let Some(c) = contexts.get(i) {
+            return c.clone();
+        }
+        let base = &contexts[i % contexts.len().max(1)];
+        let mut c = ExecContext::new(&base.deployment, base.shard, base.shards, i, i + 1);
+        c.workspace = base.workspace.clone();
+        c.env = base.env.clone();
+        c
+    }
+
+    /// Makes sure replica `i` has a thread and a slot.
+    fn ensure_replica(&mut self, i: usize) {
+        while self.arbiters.len() <= i {
+            self.arbiters.push(None);
+            self.restarts.push(VecDeque::new());
+        }
+        if self.arbiters[i].is_none() {
+            self.arbiters[i] = Some(Arbiter::new());
+        }
+        self.dispatch.ensure_slot(i);
+    }
+
+    /// Starts replica `i` with a fresh Executor and, in a stateful shard, brings its Raft node
+    /// back (snapshot, log, catch-up) before it takes requests.
+    fn bring_up(
+        &mut self,
+        i: usize,
+        ctx: &mut Context<Self>,
+    ) -> impl ActorFuture<Self, Output = Result<(), ExecutorError>> + 'static {
+        self.ensure_replica(i);
+        let rx = self.spawn_replica(i, ctx.address().recipient());
+        let raft = self.raft.clone();
+        let dispatch = self.dispatch.clone();
+        async move {
+            let addr = match rx.await {
+                Ok(Ok(addr)) => addr,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(ExecutorError::new("the replica's thread stopped")),
+            };
+            if let Some(g) = raft {
+                let node_addr = addr.clone();
+                let joined = raft_group::runtime()
+                    .spawn(async move { g.restart_node(i as u64, node_addr).await })
+                    .await;
+                match joined {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        addr.do_send(Stop);
+                        return Err(ExecutorError::named("RaftError", e.to_string()));
+                    }
+                    Err(_) => return Err(ExecutorError::new("the Raft runtime stopped")),
+                }
+            }
+            dispatch.replica_up(i, addr);
+            Ok(())
+        }
+        .into_actor(self)
     }
 
     /// Whether replica `i` may be restarted now, counting this restart.
@@ -295,10 +487,9 @@ impl Handler<ReplicaFailed> for ShardSupervisor {
             return;
         }
         tracing::warn!(replica = %name, reason = %msg.reason, "restarting the replica");
-        let rx = self.spawn_replica(i, ctx.address().recipient());
-        ctx.spawn(rx.into_actor(self).map(move |built, act, ctx| match built {
-            Ok(Ok(addr)) => act.dispatch.replica_up(i, addr),
-            Ok(Err(e)) => {
+        let up = self.bring_up(i, ctx);
+        ctx.spawn(up.map(move |result, act, ctx| {
+            if let Err(e) = result {
                 tracing::error!(replica = %act.replica_name(i), "restart failed: {e}");
                 // Counts as another failure: retried until the limit is reached.
                 ctx.notify(ReplicaFailed {
@@ -306,8 +497,145 @@ impl Handler<ReplicaFailed> for ShardSupervisor {
                     reason: e.to_string(),
                 });
             }
-            Err(_) => act.dispatch.replica_dead(i),
         }));
+    }
+}
+
+/// Hands the supervisor the shard's Raft group once it has formed.
+struct SetRaft(Arc<RaftGroup>);
+
+impl Message for SetRaft {
+    type Result = ();
+}
+
+impl Handler<SetRaft> for ShardSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, SetRaft(g): SetRaft, _: &mut Self::Context) {
+        self.raft = Some(g);
+    }
+}
+
+/// Takes replica `i` out of rotation and stops its actor (its thread stays for a restart).
+struct StopReplica(usize);
+
+impl Message for StopReplica {
+    type Result = ();
+}
+
+impl Handler<StopReplica> for ShardSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, StopReplica(i): StopReplica, _: &mut Self::Context) {
+        if i < self.arbiters.len()
+            && let Some(addr) = self.dispatch.retire(i)
+        {
+            addr.do_send(Stop);
+        }
+    }
+}
+
+/// Starts replica `i` again (after [`StopReplica`]).
+struct RestartReplica(usize);
+
+impl Message for RestartReplica {
+    type Result = Result<(), ExecutorError>;
+}
+
+impl Handler<RestartReplica> for ShardSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), ExecutorError>>;
+
+    fn handle(
+        &mut self,
+        RestartReplica(i): RestartReplica,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        if let Some(addr) = self.dispatch.retire(i) {
+            addr.do_send(Stop);
+        }
+        Box::pin(self.bring_up(i, ctx))
+    }
+}
+
+/// Scales the shard to this many replicas.
+struct Scale(usize);
+
+impl Message for Scale {
+    type Result = Result<(), ExecutorError>;
+}
+
+impl Handler<Scale> for ShardSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), ExecutorError>>;
+
+    fn handle(&mut self, Scale(n): Scale, ctx: &mut Self::Context) -> Self::Result {
+        if n == 0 {
+            return Box::pin(actix::fut::ready(Err(ExecutorError::new(
+                "a shard needs at least one replica",
+            ))));
+        }
+        let current = self.active;
+        if n >= current {
+            // Up: start each new replica, and join it to the Raft group, one after another.
+            let mut steps: Vec<_> = Vec::new();
+            for i in current..n {
+                self.ensure_replica(i);
+                steps.push((i, self.spawn_replica(i, ctx.address().recipient())));
+            }
+            let raft = self.raft.clone();
+            let dispatch = self.dispatch.clone();
+            let fut = async move {
+                for (i, rx) in steps {
+                    let addr = match rx.await {
+                        Ok(Ok(addr)) => addr,
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(ExecutorError::new("the replica's thread stopped")),
+                    };
+                    if let Some(g) = raft.clone() {
+                        let voters = (0..=i as u64).collect();
+                        let a = addr.clone();
+                        raft_group::runtime()
+                            .spawn(async move { g.add_node(i as u64, a, voters).await })
+                            .await
+                            .map_err(|_| ExecutorError::new("the Raft runtime stopped"))?
+                            .map_err(|e| ExecutorError::named("RaftError", e.to_string()))?;
+                    }
+                    dispatch.replica_up(i, addr);
+                }
+                Ok(())
+            };
+            return Box::pin(fut.into_actor(self).map(move |r, act, _| {
+                if r.is_ok() {
+                    act.active = n;
+                }
+                r
+            }));
+        }
+        // Down: leave the Raft group first, then stop the replicas.
+        let raft = self.raft.clone();
+        let fut = async move {
+            if let Some(g) = raft {
+                let voters = (0..n as u64).collect();
+                raft_group::runtime()
+                    .spawn(async move { g.remove_nodes(voters).await })
+                    .await
+                    .map_err(|_| ExecutorError::new("the Raft runtime stopped"))?
+                    .map_err(|e| ExecutorError::named("RaftError", e.to_string()))?;
+            }
+            Ok(())
+        };
+        Box::pin(
+            fut.into_actor(self)
+                .map(move |r: Result<(), ExecutorError>, act, _| {
+                    r?;
+                    act.active = n;
+                    for i in n..act.arbiters.len() {
+                        if let Some(addr) = act.dispatch.retire(i) {
+                            addr.do_send(Stop);
+                        }
+                    }
+                    Ok(())
+                }),
+        )
     }
 }
 

@@ -11,6 +11,7 @@ use flotilla_actors::graph::{
     PollingKind, RemoteSpec, Source,
 };
 use flotilla_actors::query::Query;
+use flotilla_actors::raft::{RaftSettings, RaftSpec};
 use flotilla_actors::registry::Registry;
 use flotilla_actors::remote::RemoteReplica;
 
@@ -444,6 +445,125 @@ fn external(cx: &mut Ctx<'_>, i: usize, name: &str, e: &Exec) -> Option<RemoteSp
     })
 }
 
+/// A stateful Executor's Raft spec, checked: a workspace, Jina's `raft_configuration` keys,
+/// `peer_ports` that fit the replicas and shards.
+fn stateful(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    name: &str,
+    e: &Exec,
+    replicas: usize,
+    shards: usize,
+    external: bool,
+) -> Option<RaftSpec> {
+    if !e.stateful.unwrap_or(false) {
+        for (key, set) in [
+            ("peer_ports", e.peer_ports.is_some()),
+            ("raft_configuration", e.raft_configuration.is_some()),
+            ("linearizable_reads", e.linearizable_reads.is_some()),
+        ] {
+            if set {
+                cx.error(i, name, Some(key), "only applies with `stateful: true`");
+            }
+        }
+        return None;
+    }
+    if external {
+        cx.error(
+            i,
+            name,
+            Some("stateful"),
+            "an external Executor keeps its own state; `stateful` applies to Executors flotilla runs",
+        );
+        return None;
+    }
+    let Some(workspace) = &e.workspace else {
+        cx.error(
+            i,
+            name,
+            Some("stateful"),
+            "a stateful Executor needs a `workspace` for its Raft log and snapshots",
+        );
+        return None;
+    };
+    if replicas < 3 {
+        tracing::warn!(
+            executor = name,
+            replicas,
+            "a stateful Executor with fewer than 3 replicas cannot survive the loss of one"
+        );
+    }
+    let settings = match RaftSettings::from_map(&e.raft_configuration.clone().unwrap_or_default()) {
+        Ok(s) => s,
+        Err(msg) => {
+            cx.error(i, name, Some("raft_configuration"), msg);
+            return None;
+        }
+    };
+    if let Some(ports) = &e.peer_ports
+        && let Err(msg) = check_peer_ports(ports, replicas, shards)
+    {
+        cx.error(i, name, Some("peer_ports"), msg);
+        return None;
+    }
+    Some(RaftSpec {
+        root: workspace.join("raft"),
+        settings,
+        linearizable: e
+            .linearizable_reads
+            .iter()
+            .flat_map(|l| l.to_vec())
+            .collect(),
+        faults: e.raft_faults,
+    })
+}
+
+/// Jina's rules: a list of one port per replica (one shard), or a map from shard id to such a
+/// list with an entry for every shard.
+fn check_peer_ports(
+    ports: &serde_json::Value,
+    replicas: usize,
+    shards: usize,
+) -> Result<(), String> {
+    let list = |v: &serde_json::Value, shard: usize| -> Result<(), String> {
+        let Some(items) = v.as_array() else {
+            return Err(format!("shard {shard}: expected a list of ports, got {v}"));
+        };
+        if items.len() != replicas {
+            return Err(format!(
+                "shard {shard}: {} port(s) for {replicas} replica(s); give one port per replica",
+                items.len()
+            ));
+        }
+        for p in items {
+            let port = p
+                .as_u64()
+                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+                .filter(|&n| (1..=65535).contains(&n));
+            if port.is_none() {
+                return Err(format!("shard {shard}: `{p}` is not a port"));
+            }
+        }
+        Ok(())
+    };
+    match ports {
+        serde_json::Value::Array(_) if shards == 1 => list(ports, 0),
+        serde_json::Value::Array(_) => Err(format!(
+            "with {shards} shards, give a map from shard id to ports, such as {{\"0\": [...], \"1\": [...]}}"
+        )),
+        serde_json::Value::Object(m) => {
+            for s in 0..shards {
+                let v = m
+                    .get(&s.to_string())
+                    .ok_or_else(|| format!("no ports for shard {s}"))?;
+                list(v, s)?;
+            }
+            Ok(())
+        }
+        other => Err(format!("expected a list or a map of lists, got {other}")),
+    }
+}
+
 fn deployment(
     cx: &mut Ctx<'_>,
     i: usize,
@@ -451,20 +571,13 @@ fn deployment(
     e: &Exec,
     needs: &[Source],
 ) -> Option<NodeSpec> {
-    if e.stateful.unwrap_or(false) || e.peer_ports.is_some() || e.raft_configuration.is_some() {
-        cx.error(
-            i,
-            name,
-            Some("stateful"),
-            "`stateful` Executors are not supported yet",
-        );
-    }
     let remote = external(cx, i, name, e);
     let replicas = match &remote {
         Some(r) => r.replicas.len(),
         None => count(cx, i, name, "replicas", e.replicas),
     };
     let shards = count(cx, i, name, "shards", e.shards);
+    let stateful = stateful(cx, i, name, e, replicas, shards, remote.is_some());
     let polling = polling(cx, i, name, e.polling.as_ref());
     let executor = cx.factory(i, name, "uses", e.uses.as_deref(), e.uses_factory.as_ref());
     let uses_with = e.uses_with.clone().unwrap_or(serde_json::Value::Null);
@@ -570,6 +683,7 @@ fn deployment(
     d.devices = devices;
     d.queue = queue;
     d.remote = remote;
+    d.stateful = stateful;
     Some(NodeSpec {
         deployment: d,
         needs: needs.to_vec(),

@@ -80,6 +80,9 @@ pub struct Exec {
     pub stateful: Option<bool>,
     pub peer_ports: Option<serde_json::Value>,
     pub raft_configuration: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Endpoints of a stateful Executor whose reads are linearizable: served by the leader
+    /// after a read-index check instead of by any replica (flotilla's own key).
+    pub linearizable_reads: Option<OneOrMany<String>>,
     /// Jina Hub's key; accepted for compatibility, nothing to install here.
     pub install_requirements: Option<bool>,
     /// Requests that may wait per shard when every replica is busy (flotilla's own key).
@@ -94,6 +97,9 @@ pub struct Exec {
     pub uses_before_factory: Option<SharedFactory>,
     #[serde(skip)]
     pub uses_after_factory: Option<SharedFactory>,
+    /// Raft message faults for tests of a stateful Executor.
+    #[serde(skip)]
+    pub raft_faults: Option<flotilla_actors::raft::Faults>,
 }
 
 impl std::fmt::Debug for Exec {
@@ -232,6 +238,44 @@ impl Exec {
 
     pub fn queue_size(mut self, n: i64) -> Self {
         self.queue_size = Some(n);
+        self
+    }
+
+    /// Replicates the Executor's state through a Raft log (needs a `workspace`).
+    pub fn stateful(mut self, on: bool) -> Self {
+        self.stateful = Some(on);
+        self
+    }
+
+    /// Jina's `raft_configuration` keys, such as `{"snapshot_threshold": 1000}`.
+    pub fn raft_configuration(mut self, config: serde_json::Value) -> Self {
+        self.raft_configuration = match config {
+            serde_json::Value::Object(m) => Some(m),
+            _ => Some(serde_json::Map::new()),
+        };
+        self
+    }
+
+    /// Peer ports of a stateful Executor's replicas (a list, or a map per shard), as Jina.
+    pub fn peer_ports(mut self, ports: serde_json::Value) -> Self {
+        self.peer_ports = Some(ports);
+        self
+    }
+
+    /// Endpoints whose reads are linearizable (served by the Raft leader).
+    pub fn linearizable_reads<S: Into<String>>(
+        mut self,
+        endpoints: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.linearizable_reads = Some(OneOrMany::Many(
+            endpoints.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
+    /// Delays and drops Raft messages between replicas (tests of failure handling).
+    pub fn raft_faults(mut self, faults: flotilla_actors::raft::Faults) -> Self {
+        self.raft_faults = Some(faults);
         self
     }
 }

@@ -1,6 +1,8 @@
 //! Test Executors and helpers shared by the behaviour tests.
 #![allow(dead_code)]
 
+pub mod stateful;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -1,0 +1,1153 @@
+//! The durable Raft log of a stateful shard: entries, vote, committed and purged ids, all under
+//! one directory. Implements openraft's `RaftLogStorage` (storage-v2) and `RaftLogReader`.
+//!
+//! What is promised:
+//! - An append is acknowledged (`LogFlushed::log_io_completed(Ok(()))`) only after its bytes are
+//!   on disk (`fdatasync`). The sync runs on a thread of its own: appends that arrive while a sync
+//!   is running share the next one (group commit). Acknowledgements keep the order of the appends.
+//! - `save_vote`, `save_committed`, `truncate` and `purge` are durable when they return.
+//! - A torn or corrupt tail of `log` (a short record, a bad crc32, an undecodable entry) can only
+//!   be a write that was never acknowledged: `open` cuts it away with a warning.
+//! - After any failed write or sync the store refuses further writes until it is reopened (a
+//!   failed fsync can lose data silently, so nothing written afterwards is trusted either).
+//!
+//! Files under the directory:
+//! - `log`: appended records `[u32 len LE][u32 crc32(payload) LE][payload = postcard(Entry)]`.
+//!   Entries at or below `purged` are ignored, on open and on append (a snapshot covers them).
+//!   Replaying the records rebuilds exactly the in-memory log: a record whose index is not above
+//!   the last one replaces it and what follows; one that would leave a hole is `Corrupt`.
+//! - `vote`, `committed`, `purged`: `[u32 crc32 LE][postcard(value)]`, replaced atomically
+//!   (write `NAME.tmp`, fsync, rename, fsync the directory).
+//!
+//! `truncate` rewrites `log` the same atomic way; `purge` records `purged` and rewrites `log` only
+//! once the purged records outnumber the live ones.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageIOError, Vote};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::types::{Entry, NodeId, StorageError, TypeConfig};
+
+const LOG: &str = "log";
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+/// Bytes before each record's payload: length and crc32.
+const HEADER: u64 = 8;
+
+/// Why the log store could not open, read or write.
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Acknowledged data does not read back (not a torn tail: those are cut away on open).
+    #[error("{} is corrupt: {reason}", .path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("encoding for the log store: {0}")]
+    Encode(#[from] postcard::Error),
+    /// Entries that would leave a hole in the log.
+    #[error("refused to append: {0}")]
+    Invalid(String),
+    #[error("an earlier write or sync failed: the log store refuses writes until it is reopened")]
+    Failed,
+    #[error("a thread panicked while holding the log store's lock")]
+    Poisoned,
+    #[error("the log store's blocking task failed: {0}")]
+    Task(String),
+}
+
+impl LogStoreError {
+    fn storage(&self, subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> StorageError {
+        StorageIOError::new(subject, verb, self).into()
+    }
+}
+
+/// For failures of [`LogStore::open`] (reported as a read of the store).
+impl From<LogStoreError> for StorageError {
+    fn from(e: LogStoreError) -> Self {
+        StorageIOError::read(&e).into()
+    }
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LogStoreError {
+    let path = path.to_path_buf();
+    move |source| LogStoreError::Io { what, path, source }
+}
+
+/// The durable Raft log of one replica. Cheap to clone: clones share the same store (the log
+/// reader openraft asks for is such a clone).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    /// What readers see. Always equal to replaying the files (writes update it after the disk).
+    mem: RwLock<Mem>,
+    /// Serializes every write; held across disk IO, so readers never wait on an fsync.
+    writer: Mutex<Writer>,
+    /// Appends waiting for the sync thread's fsync.
+    syncer: mpsc::Sender<Pending>,
+    /// Set after any failed write or sync; shared with the sync thread.
+    failed: Arc<AtomicBool>,
+}
+
+struct Mem {
+    entries: BTreeMap<u64, Entry>,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+    purged: Option<LogId<NodeId>>,
+}
+
+struct Writer {
+    /// The open `log` file (append mode). Replaced when the file is rewritten.
+    log: Arc<File>,
+    /// Records in `log`, live or not (purged, replaced): decides when to compact.
+    records: u64,
+}
+
+struct Pending {
+    log: Arc<File>,
+    callback: LogFlushed<TypeConfig>,
+}
+
+/// Where an entry goes, given the last purged index and the last index in the log.
+enum Place {
+    /// At or below the purged index: ignored (on open and on append).
+    Stale,
+    /// Beyond the next index: the log would have a hole.
+    Hole,
+    /// The next index (or the first entry).
+    Next,
+    /// At or below the last index: replaces that entry and everything after it.
+    Replace,
+}
+
+fn place(purged: Option<u64>, last: Option<u64>, index: u64) -> Place {
+    if purged.is_some_and(|p| index <= p) {
+        Place::Stale
+    } else {
+        match last {
+            Some(l) if index <= l => Place::Replace,
+            Some(l) if index > l.saturating_add(1) => Place::Hole,
+            _ => Place::Next,
+        }
+    }
+}
+
+impl Mem {
+    fn last_index(&self) -> Option<u64> {
+        self.entries.last_key_value().map(|(i, _)| *i)
+    }
+
+    /// Adds an entry already classified as `Next` or `Replace`.
+    fn put(&mut self, entry: Entry) {
+        let index = entry.log_id.index;
+        drop(self.entries.split_off(&index));
+        self.entries.insert(index, entry);
+    }
+}
+
+impl LogStore {
+    /// Opens (creating it if missing) the log store under `dir`, cutting away a torn tail of the
+    /// log, and starts its sync thread (it ends when the last clone is dropped).
+    pub fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
+        fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+        for name in [LOG, VOTE, COMMITTED, PURGED] {
+            let tmp = tmp_path(dir, name);
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_error("removing", &tmp)(e));
+                }
+                _ => {}
+            }
+        }
+        let vote: Option<Vote<NodeId>> = read_small(dir, VOTE)?;
+        let committed: Option<Option<LogId<NodeId>>> = read_small(dir, COMMITTED)?;
+        let purged: Option<LogId<NodeId>> = read_small(dir, PURGED)?;
+
+        let path = dir.join(LOG);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_error("opening", &path))?;
+        let loaded = load_log(&file, &path, purged.map(|p| p.index))?;
+        if let Some(reason) = &loaded.torn {
+            tracing::warn!(
+                path = %path.display(),
+                kept_bytes = loaded.valid_len,
+                cut_bytes = loaded.file_len - loaded.valid_len,
+                %reason,
+                "cutting the torn tail of the Raft log (it was never acknowledged)"
+            );
+            file.set_len(loaded.valid_len)
+                .map_err(io_error("truncating", &path))?;
+            file.sync_all().map_err(io_error("syncing", &path))?;
+        }
+        sync_dir(dir)?;
+
+        let failed = Arc::new(AtomicBool::new(false));
+        let (syncer, rx) = mpsc::channel();
+        let thread_failed = Arc::clone(&failed);
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || sync_loop(rx, thread_failed))
+            .map_err(io_error("starting the sync thread for", dir))?;
+
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                mem: RwLock::new(Mem {
+                    entries: loaded.entries,
+                    vote,
+                    committed: committed.flatten(),
+                    purged,
+                }),
+                writer: Mutex::new(Writer {
+                    log: Arc::new(file),
+                    records: loaded.records,
+                }),
+                syncer,
+                failed,
+            }),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Runs a write that may fsync off the async runtime's threads (the caller still awaits it,
+    /// so writes stay serialized).
+    async fn blocking<T, F>(&self, f: F) -> Result<T, LogStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, LogStoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| LogStoreError::Task(e.to_string()))?
+    }
+}
+
+impl Inner {
+    fn mem(&self) -> Result<RwLockReadGuard<'_, Mem>, LogStoreError> {
+        self.mem.read().map_err(|_| LogStoreError::Poisoned)
+    }
+
+    fn mem_mut(&self) -> Result<RwLockWriteGuard<'_, Mem>, LogStoreError> {
+        self.mem.write().map_err(|_| LogStoreError::Poisoned)
+    }
+
+    /// Takes the writer lock, unless an earlier write failed.
+    fn writer(&self) -> Result<MutexGuard<'_, Writer>, LogStoreError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(LogStoreError::Failed);
+        }
+        self.writer.lock().map_err(|_| LogStoreError::Poisoned)
+    }
+
+    /// Runs a write under the writer lock; a failure marks the store failed.
+    fn guarded<T>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, LogStoreError>,
+    ) -> Result<T, LogStoreError> {
+        let mut w = self.writer()?;
+        let result = f(&mut w);
+        // A refused request wrote nothing: no need to distrust the files.
+        if matches!(&result, Err(e) if !matches!(e, LogStoreError::Invalid(_))) {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, LogStoreError> {
+        let mem = self.mem()?;
+        let last = mem.entries.last_key_value().map(|(_, e)| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: mem.purged,
+            last_log_id: last.or(mem.purged),
+        })
+    }
+
+    fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry>, LogStoreError> {
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => match s.checked_add(1) {
+                Some(s) => s,
+                None => return Ok(Vec::new()),
+            },
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => e.checked_add(1),
+            Bound::Excluded(e) => Some(*e),
+            Bound::Unbounded => None,
+        };
+        let mem = self.mem()?;
+        Ok(match end {
+            Some(end) if end <= start => Vec::new(),
+            Some(end) => mem
+                .entries
+                .range(start..end)
+                .map(|(_, e)| e.clone())
+                .collect(),
+            None => mem.entries.range(start..).map(|(_, e)| e.clone()).collect(),
+        })
+    }
+
+    fn append(
+        &self,
+        entries: Vec<Entry>,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), LogStoreError> {
+        let mut callback = Some(callback);
+        let result = self.guarded(|w| {
+            let mut bytes = Vec::new();
+            let mut fresh = Vec::with_capacity(entries.len());
+            {
+                let mem = self.mem()?;
+                let purged = mem.purged.map(|p| p.index);
+                let mut last = mem.last_index();
+                for e in entries {
+                    let index = e.log_id.index;
+                    match place(purged, last, index) {
+                        // Already covered by the snapshot the log was purged for.
+                        Place::Stale => continue,
+                        Place::Hole => {
+                            return Err(LogStoreError::Invalid(format!(
+                                "entry {index} after {last:?} leaves a hole"
+                            )));
+                        }
+                        Place::Next | Place::Replace => last = Some(index),
+                    }
+                    encode_record(&e, &mut bytes)?;
+                    fresh.push(e);
+                }
+            }
+            (&*w.log)
+                .write_all(&bytes)
+                .map_err(io_error("appending to", &self.dir.join(LOG)))?;
+            w.records += fresh.len() as u64;
+            {
+                let mut mem = self.mem_mut()?;
+                for e in fresh {
+                    mem.put(e);
+                }
+            }
+            // Sent under the writer lock, so acknowledgements keep the order of the appends.
+            if let Some(callback) = callback.take() {
+                let pending = Pending {
+                    log: Arc::clone(&w.log),
+                    callback,
+                };
+                if let Err(mpsc::SendError(pending)) = self.syncer.send(pending) {
+                    pending
+                        .callback
+                        .log_io_completed(Err(io::Error::other("the sync thread is gone")));
+                    return Err(LogStoreError::Failed);
+                }
+            }
+            Ok(())
+        });
+        if let (Err(e), Some(callback)) = (&result, callback) {
+            callback.log_io_completed(Err(io::Error::other(e.to_string())));
+        }
+        result
+    }
+
+    fn save_vote(&self, vote: Vote<NodeId>) -> Result<(), LogStoreError> {
+        self.guarded(|_| {
+            write_small(&self.dir, VOTE, &vote)?;
+            self.mem_mut()?.vote = Some(vote);
+            Ok(())
+        })
+    }
+
+    fn save_committed(&self, committed: Option<LogId<NodeId>>) -> Result<(), LogStoreError> {
+        self.guarded(|_| {
+            write_small(&self.dir, COMMITTED, &committed)?;
+            self.mem_mut()?.committed = committed;
+            Ok(())
+        })
+    }
+
+    /// Removes the entries at and after `log_id.index`.
+    fn truncate(&self, log_id: LogId<NodeId>) -> Result<(), LogStoreError> {
+        self.guarded(|w| {
+            if self.mem()?.last_index().is_none_or(|l| l < log_id.index) {
+                return Ok(());
+            }
+            self.rewrite(w, ..log_id.index)?;
+            drop(self.mem_mut()?.entries.split_off(&log_id.index));
+            Ok(())
+        })
+    }
+
+    /// Removes the entries up to and including `log_id.index`, and remembers `log_id`.
+    fn purge(&self, log_id: LogId<NodeId>) -> Result<(), LogStoreError> {
+        self.guarded(|w| {
+            if self.mem()?.purged.is_some_and(|p| p.index >= log_id.index) {
+                return Ok(());
+            }
+            write_small(&self.dir, PURGED, &log_id)?;
+            let live = {
+                let mut mem = self.mem_mut()?;
+                mem.purged = Some(log_id);
+                mem.entries = match log_id.index.checked_add(1) {
+                    Some(first_kept) => mem.entries.split_off(&first_kept),
+                    None => BTreeMap::new(),
+                };
+                mem.entries.len() as u64
+            };
+            if w.records.saturating_sub(live) > live {
+                self.rewrite(w, ..)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces `log` with the in-memory entries in `keep`: writes `log.tmp`, fsyncs it, renames
+    /// it over `log`, fsyncs the directory, and reopens `log` for appending.
+    fn rewrite(&self, w: &mut Writer, keep: impl RangeBounds<u64>) -> Result<(), LogStoreError> {
+        let path = self.dir.join(LOG);
+        let tmp = tmp_path(&self.dir, LOG);
+        let file = File::create(&tmp).map_err(io_error("creating", &tmp))?;
+        let mut out = BufWriter::new(file);
+        let mut records = 0u64;
+        let mut bytes = Vec::new();
+        {
+            let mem = self.mem()?;
+            for (_, e) in mem.entries.range(keep) {
+                bytes.clear();
+                encode_record(e, &mut bytes)?;
+                out.write_all(&bytes).map_err(io_error("writing", &tmp))?;
+                records += 1;
+            }
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error("writing", &tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_error("syncing", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io_error("renaming over", &path))?;
+        sync_dir(&self.dir)?;
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_error("opening", &path))?;
+        w.log = Arc::new(log);
+        w.records = records;
+        Ok(())
+    }
+}
+
+/// The sync thread: fsyncs the log for every batch of pending appends, then acknowledges them in
+/// order. After a failed fsync every later acknowledgement is an error too.
+fn sync_loop(rx: mpsc::Receiver<Pending>, failed: Arc<AtomicBool>) {
+    let mut error: Option<(io::ErrorKind, String)> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        if error.is_none() {
+            // Usually one file; two when the log was rewritten in between (syncing the replaced
+            // file is harmless: its live entries were already synced into the new one).
+            let mut synced: Vec<&Arc<File>> = Vec::new();
+            for p in &batch {
+                if synced.iter().any(|f| Arc::ptr_eq(f, &p.log)) {
+                    continue;
+                }
+                if let Err(e) = p.log.sync_data() {
+                    tracing::error!(error = %e, "syncing the Raft log failed");
+                    failed.store(true, Ordering::SeqCst);
+                    error = Some((e.kind(), e.to_string()));
+                    break;
+                }
+                synced.push(&p.log);
+            }
+        }
+        for p in batch {
+            let result = match &error {
+                None => Ok(()),
+                Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
+            };
+            p.callback.log_io_completed(result);
+        }
+    }
+}
+
+fn encode_record(entry: &Entry, out: &mut Vec<u8>) -> Result<(), LogStoreError> {
+    let payload = postcard::to_stdvec(entry)?;
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        LogStoreError::Invalid(format!(
+            "entry {} encodes to {} bytes, more than a record holds",
+            entry.log_id.index,
+            payload.len()
+        ))
+    })?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+struct Loaded {
+    entries: BTreeMap<u64, Entry>,
+    records: u64,
+    file_len: u64,
+    /// Bytes of whole, valid records at the start of the file.
+    valid_len: u64,
+    /// Why the bytes after `valid_len` were rejected.
+    torn: Option<String>,
+}
+
+/// Reads the records of `log`, stopping at the first short, mismatching or undecodable one.
+fn load_log(file: &File, path: &Path, purged: Option<u64>) -> Result<Loaded, LogStoreError> {
+    let file_len = file.metadata().map_err(io_error("reading", path))?.len();
+    let mut reader = BufReader::new(file);
+    let mut mem_entries: BTreeMap<u64, Entry> = BTreeMap::new();
+    let mut records = 0u64;
+    let mut offset = 0u64;
+    let torn = loop {
+        let remaining = file_len - offset;
+        if remaining == 0 {
+            break None;
+        }
+        if remaining < HEADER {
+            break Some(format!("{remaining} bytes, short of a record header"));
+        }
+        let mut header = [0u8; HEADER as usize];
+        reader
+            .read_exact(&mut header)
+            .map_err(io_error("reading", path))?;
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]);
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        if len == 0 {
+            break Some("an empty record".to_string());
+        }
+        if u64::from(len) > remaining - HEADER {
+            break Some(format!(
+                "a record of {len} bytes with {} bytes left",
+                remaining - HEADER
+            ));
+        }
+        let mut payload = vec![0u8; len as usize];
+        reader
+            .read_exact(&mut payload)
+            .map_err(io_error("reading", path))?;
+        if crc32fast::hash(&payload) != crc {
+            break Some("a record whose crc32 does not match".to_string());
+        }
+        let entry: Entry = match postcard::from_bytes(&payload) {
+            Ok(entry) => entry,
+            Err(e) => break Some(format!("an undecodable record ({e})")),
+        };
+        let index = entry.log_id.index;
+        let last = mem_entries.last_key_value().map(|(i, _)| *i);
+        match place(purged, last, index) {
+            Place::Stale => {}
+            Place::Hole => {
+                return Err(LogStoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("entry {index} at byte {offset} follows entry {last:?}"),
+                });
+            }
+            Place::Next | Place::Replace => {
+                drop(mem_entries.split_off(&index));
+                mem_entries.insert(index, entry);
+            }
+        }
+        records += 1;
+        offset += HEADER + u64::from(len);
+    };
+    Ok(Loaded {
+        entries: mem_entries,
+        records,
+        file_len,
+        valid_len: offset,
+        torn,
+    })
+}
+
+fn tmp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.tmp"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogStoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error("syncing the directory", dir))
+}
+
+/// Reads `[u32 crc32 LE][postcard(T)]` from `dir/name`; `None` when the file does not exist.
+fn read_small<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, LogStoreError> {
+    let path = dir.join(name);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("reading", &path)(e)),
+    };
+    let corrupt = |reason: String| LogStoreError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let Some((crc, payload)) = bytes.split_first_chunk::<4>() else {
+        return Err(corrupt(format!(
+            "{} bytes, short of a checksum",
+            bytes.len()
+        )));
+    };
+    if crc32fast::hash(payload) != u32::from_le_bytes(*crc) {
+        return Err(corrupt("the crc32 does not match".to_string()));
+    }
+    postcard::from_bytes(payload)
+        .map(Some)
+        .map_err(|e| corrupt(format!("undecodable ({e})")))
+}
+
+/// Replaces `dir/name` atomically and durably with `[u32 crc32 LE][postcard(value)]`.
+fn write_small<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), LogStoreError> {
+    let payload = postcard::to_stdvec(value)?;
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let tmp = tmp_path(dir, name);
+    let path = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_error("creating", &tmp))?;
+    file.write_all(&bytes).map_err(io_error("writing", &tmp))?;
+    file.sync_all().map_err(io_error("syncing", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_error("renaming over", &path))?;
+    sync_dir(dir)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.inner
+            .entries(range)
+            .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.inner
+            .log_state()
+            .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.blocking(move |inner| inner.save_vote(vote))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.inner
+            .mem()
+            .map(|mem| mem.vote)
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError> {
+        self.blocking(move |inner| inner.save_committed(committed))
+            .await
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
+        self.inner
+            .mem()
+            .map(|mem| mem.committed)
+            .map_err(|e| StorageIOError::read(&e).into())
+    }
+
+    /// Writes the records (no fsync here) and returns; `callback` is called by the sync thread
+    /// once they are durable.
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.inner
+            .append(entries, callback)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
+        self.blocking(move |inner| inner.truncate(log_id))
+            .await
+            .map_err(|e| e.storage(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
+        self.blocking(move |inner| inner.purge(log_id))
+            .await
+            .map_err(|e| e.storage(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::io::Cursor;
+    use std::io::Write as _;
+
+    use openraft::storage::{RaftLogStorageExt, RaftStateMachine, Snapshot};
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{
+        BasicNode, CommittedLeaderId, EntryPayload, Membership, RaftSnapshotBuilder, SnapshotMeta,
+        StoredMembership,
+    };
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::raft::types::{Applied, Write};
+
+    // ---- a minimal in-memory state machine, for openraft's conformance suite ----
+
+    #[derive(Default)]
+    struct SmState {
+        last_applied: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, BasicNode>,
+        current: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+        built: u64,
+    }
+
+    #[derive(Clone, Default)]
+    struct MemSm(Arc<Mutex<SmState>>);
+
+    impl MemSm {
+        fn state(&self) -> MutexGuard<'_, SmState> {
+            self.0.lock().expect("state machine lock")
+        }
+    }
+
+    impl RaftSnapshotBuilder<TypeConfig> for MemSm {
+        async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+            let mut st = self.state();
+            let data = postcard::to_stdvec(&(st.last_applied, &st.membership))
+                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            st.built += 1;
+            let meta = SnapshotMeta {
+                last_log_id: st.last_applied,
+                last_membership: st.membership.clone(),
+                snapshot_id: format!("snapshot-{}", st.built),
+            };
+            st.current = Some((meta.clone(), data.clone()));
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            })
+        }
+    }
+
+    impl RaftStateMachine<TypeConfig> for MemSm {
+        type SnapshotBuilder = MemSm;
+
+        async fn applied_state(
+            &mut self,
+        ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError>
+        {
+            let st = self.state();
+            Ok((st.last_applied, st.membership.clone()))
+        }
+
+        async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+        where
+            I: IntoIterator<Item = Entry> + OptionalSend,
+            I::IntoIter: OptionalSend,
+        {
+            let mut st = self.state();
+            let mut out = Vec::new();
+            for entry in entries {
+                st.last_applied = Some(entry.log_id);
+                if let EntryPayload::Membership(m) = &entry.payload {
+                    st.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                }
+                out.push(Applied::Nothing);
+            }
+            Ok(out)
+        }
+
+        async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+            self.clone()
+        }
+
+        async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+            Ok(Box::new(Cursor::new(Vec::new())))
+        }
+
+        async fn install_snapshot(
+            &mut self,
+            meta: &SnapshotMeta<NodeId, BasicNode>,
+            snapshot: Box<Cursor<Vec<u8>>>,
+        ) -> Result<(), StorageError> {
+            let data = snapshot.into_inner();
+            let (last_applied, membership): (
+                Option<LogId<NodeId>>,
+                StoredMembership<NodeId, BasicNode>,
+            ) = postcard::from_bytes(&data)
+                .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+            let mut st = self.state();
+            st.last_applied = last_applied;
+            st.membership = membership;
+            st.current = Some((meta.clone(), data));
+            Ok(())
+        }
+
+        async fn get_current_snapshot(
+            &mut self,
+        ) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+            Ok(self.state().current.clone().map(|(meta, data)| Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            }))
+        }
+    }
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, MemSm, TempDir> for Builder {
+        async fn build(&self) -> Result<(TempDir, LogStore, MemSm), StorageError> {
+            let dir = TempDir::new().map_err(|e| StorageIOError::write(&e))?;
+            let store = LogStore::open(dir.path())?;
+            Ok((dir, store, MemSm::default()))
+        }
+    }
+
+    #[test]
+    fn openraft_conformance_suite() {
+        // Runs each case on a fresh store in a runtime of its own (so this is not a tokio test).
+        if let Err(e) = Suite::test_all(Builder) {
+            panic!("openraft's storage suite failed: {e}");
+        }
+    }
+
+    // ---- recovery ----
+
+    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, 0), index)
+    }
+
+    fn write(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Normal(Write {
+                request: format!("write {term}/{index}").into_bytes(),
+                token: index,
+            }),
+        }
+    }
+
+    fn writes(term: u64, indexes: impl IntoIterator<Item = u64>) -> Vec<Entry> {
+        indexes.into_iter().map(|i| write(term, i)).collect()
+    }
+
+    fn open(dir: &TempDir) -> LogStore {
+        LogStore::open(dir.path()).expect("open the log store")
+    }
+
+    async fn all(store: &mut LogStore) -> Vec<Entry> {
+        store.try_get_log_entries(..).await.expect("read entries")
+    }
+
+    async fn state(store: &mut LogStore) -> (Option<LogId<NodeId>>, Option<LogId<NodeId>>) {
+        let st = store.get_log_state().await.expect("log state");
+        (st.last_purged_log_id, st.last_log_id)
+    }
+
+    fn log_len(dir: &TempDir) -> u64 {
+        fs::metadata(dir.path().join(LOG))
+            .expect("log metadata")
+            .len()
+    }
+
+    #[tokio::test]
+    async fn reopen_restores_vote_committed_and_entries() {
+        let dir = TempDir::new().expect("temp dir");
+        let membership = Entry {
+            log_id: log_id(1, 0),
+            payload: EntryPayload::Membership(Membership::new(
+                vec![BTreeSet::from([0, 1, 2])],
+                None,
+            )),
+        };
+        let mut expected = vec![membership.clone()];
+        expected.extend(writes(1, 1..=5));
+        {
+            let mut store = open(&dir);
+            store.save_vote(&Vote::new(3, 1)).await.expect("save vote");
+            store.blocking_append([membership]).await.expect("append");
+            store
+                .blocking_append(writes(1, 1..=3))
+                .await
+                .expect("append");
+            store
+                .blocking_append(writes(1, 4..=5))
+                .await
+                .expect("append");
+            store
+                .save_committed(Some(log_id(1, 3)))
+                .await
+                .expect("save committed");
+        }
+        let mut store = open(&dir);
+        assert_eq!(
+            store.read_vote().await.expect("vote"),
+            Some(Vote::new(3, 1))
+        );
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 3))
+        );
+        assert_eq!(state(&mut store).await, (None, Some(log_id(1, 5))));
+        assert_eq!(all(&mut store).await, expected);
+        let mut reader = store.get_log_reader().await;
+        assert_eq!(
+            reader.try_get_log_entries(2..4).await.expect("read"),
+            writes(1, 2..=3)
+        );
+    }
+
+    #[tokio::test]
+    async fn pipelined_appends_are_all_acknowledged_and_durable() {
+        let dir = TempDir::new().expect("temp dir");
+        {
+            let store = open(&dir);
+            // All appends are issued before any acknowledgement is awaited, so the sync thread
+            // sees several at once.
+            let appends = (1..=20u64).map(|i| {
+                let mut s = store.clone();
+                async move { s.blocking_append([write(1, i)]).await }
+            });
+            for r in futures::future::join_all(appends).await {
+                r.expect("append");
+            }
+        }
+        let mut store = open(&dir);
+        assert_eq!(all(&mut store).await, writes(1, 1..=20));
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_cut_and_appends_continue() {
+        let mut valid = Vec::new();
+        encode_record(&write(1, 4), &mut valid).expect("encode");
+        let half_record = valid[..valid.len() / 2].to_vec();
+        let mut bad_crc = valid.clone();
+        bad_crc[4] ^= 0xff;
+        let mut undecodable = vec![3, 0, 0, 0];
+        undecodable.extend_from_slice(&crc32fast::hash(&[0xff; 3]).to_le_bytes());
+        undecodable.extend_from_slice(&[0xff; 3]);
+        let tails: [(&str, Vec<u8>); 5] = [
+            ("short header", vec![1, 2, 3]),
+            ("half record", half_record),
+            ("bad crc", bad_crc),
+            ("undecodable", undecodable),
+            ("zeroes", vec![0; 64]),
+        ];
+        for (what, tail) in tails {
+            let dir = TempDir::new().expect("temp dir");
+            {
+                let mut store = open(&dir);
+                store
+                    .blocking_append(writes(1, 1..=3))
+                    .await
+                    .expect("append");
+            }
+            let good_len = log_len(&dir);
+            {
+                let mut f = OpenOptions::new()
+                    .append(true)
+                    .open(dir.path().join(LOG))
+                    .expect("open log");
+                f.write_all(&tail).expect("write garbage");
+            }
+            {
+                let mut store = open(&dir);
+                assert_eq!(log_len(&dir), good_len, "{what}: tail not cut");
+                assert_eq!(all(&mut store).await, writes(1, 1..=3), "{what}");
+                assert_eq!(
+                    state(&mut store).await,
+                    (None, Some(log_id(1, 3))),
+                    "{what}"
+                );
+                store
+                    .blocking_append([write(1, 4)])
+                    .await
+                    .expect("append after cut");
+            }
+            let mut store = open(&dir);
+            assert_eq!(
+                all(&mut store).await,
+                writes(1, 1..=4),
+                "{what}: after reopen"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_vote_is_an_error_not_a_default() {
+        let dir = TempDir::new().expect("temp dir");
+        {
+            let mut store = open(&dir);
+            store.save_vote(&Vote::new(2, 0)).await.expect("save vote");
+        }
+        fs::write(dir.path().join(VOTE), [1, 2, 3, 4, 5]).expect("garble the vote");
+        assert!(matches!(
+            LogStore::open(dir.path()),
+            Err(LogStoreError::Corrupt { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn purge_survives_reopen_and_compacts_lazily() {
+        let dir = TempDir::new().expect("temp dir");
+        let full_len;
+        {
+            let mut store = open(&dir);
+            store
+                .blocking_append(writes(1, 1..=10))
+                .await
+                .expect("append");
+            full_len = log_len(&dir);
+            store.purge(log_id(1, 4)).await.expect("purge");
+            // 4 purged records against 6 live ones: the file is kept as it is.
+            assert_eq!(log_len(&dir), full_len);
+            assert_eq!(all(&mut store).await, writes(1, 5..=10));
+        }
+        {
+            let mut store = open(&dir);
+            assert_eq!(
+                state(&mut store).await,
+                (Some(log_id(1, 4)), Some(log_id(1, 10)))
+            );
+            assert_eq!(all(&mut store).await, writes(1, 5..=10));
+            store.purge(log_id(1, 8)).await.expect("purge");
+            // Now the purged records outnumber the live ones: the file is rewritten.
+            assert!(log_len(&dir) < full_len / 2, "log not compacted");
+        }
+        {
+            let mut store = open(&dir);
+            assert_eq!(
+                state(&mut store).await,
+                (Some(log_id(1, 8)), Some(log_id(1, 10)))
+            );
+            assert_eq!(all(&mut store).await, writes(1, 9..=10));
+            store.purge(log_id(1, 10)).await.expect("purge everything");
+        }
+        {
+            let mut store = open(&dir);
+            assert_eq!(
+                state(&mut store).await,
+                (Some(log_id(1, 10)), Some(log_id(1, 10)))
+            );
+            assert!(all(&mut store).await.is_empty());
+            store
+                .blocking_append([write(2, 11)])
+                .await
+                .expect("append after purge");
+        }
+        let mut store = open(&dir);
+        assert_eq!(
+            state(&mut store).await,
+            (Some(log_id(1, 10)), Some(log_id(2, 11)))
+        );
+        assert_eq!(all(&mut store).await, vec![write(2, 11)]);
+    }
+
+    #[tokio::test]
+    async fn truncate_survives_reopen() {
+        let dir = TempDir::new().expect("temp dir");
+        {
+            let mut store = open(&dir);
+            store
+                .blocking_append(writes(1, 1..=10))
+                .await
+                .expect("append");
+            store.truncate(log_id(1, 6)).await.expect("truncate");
+            assert_eq!(all(&mut store).await, writes(1, 1..=5));
+        }
+        {
+            let mut store = open(&dir);
+            assert_eq!(state(&mut store).await, (None, Some(log_id(1, 5))));
+            assert_eq!(all(&mut store).await, writes(1, 1..=5));
+            store
+                .blocking_append(writes(2, 6..=7))
+                .await
+                .expect("append after truncate");
+        }
+        let mut store = open(&dir);
+        let mut expected = writes(1, 1..=5);
+        expected.extend(writes(2, 6..=7));
+        assert_eq!(all(&mut store).await, expected);
+        assert_eq!(state(&mut store).await, (None, Some(log_id(2, 7))));
+    }
+
+    #[tokio::test]
+    async fn holes_are_refused_and_purged_entries_ignored() {
+        let dir = TempDir::new().expect("temp dir");
+        {
+            let mut store = open(&dir);
+            store
+                .blocking_append(writes(1, 1..=2))
+                .await
+                .expect("append");
+            assert!(store.blocking_append([write(1, 4)]).await.is_err());
+            // A refused append wrote nothing: the store still works.
+            store
+                .blocking_append(writes(1, 3..=4))
+                .await
+                .expect("append");
+            store.purge(log_id(1, 2)).await.expect("purge");
+            // Entries at or below the purged id are already in a snapshot: dropped.
+            store
+                .blocking_append(writes(1, 2..=5))
+                .await
+                .expect("append");
+            assert_eq!(all(&mut store).await, writes(1, 3..=5));
+        }
+        let mut store = open(&dir);
+        assert_eq!(all(&mut store).await, writes(1, 3..=5));
+    }
+}

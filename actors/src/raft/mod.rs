@@ -1,0 +1,21 @@
+//! Stateful shards: writes go through a Raft log (openraft) before every replica applies them.
+//!
+//! - [`types`]: what is logged (`Write`) and what applying returns (`Applied`).
+//! - [`settings`]: `raft_configuration` (Jina's keys) onto openraft's `Config`.
+//! - [`log_store`]: the durable log (entries, vote, committed) under the workspace.
+//! - [`state_machine`]: a node's state machine: its replica's Executor.
+//! - [`snapshot`]: Executor snapshots packed, shipped and stored.
+//! - [`network`]: how in-process nodes talk (with fault injection for tests).
+//! - [`group`]: a shard's nodes together: start, recover, write, read, stop, restart, scale.
+
+pub mod group;
+pub mod log_store;
+pub mod network;
+pub mod settings;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use group::{GroupError, RaftGroup, RaftSpec};
+pub use network::Faults;
+pub use settings::RaftSettings;

@@ -1,0 +1,303 @@
+//! The state machine of one node: its replica's Executor. Committed writes are sent to the
+//! replica actor in log order and awaited one by one, so every replica applies the same writes
+//! in the same order, each once; snapshots are the Executor's own `snapshot(dir)` files.
+//!
+//! Exactly once across leader changes: a write carries a token, and the tokens of recently
+//! applied writes are remembered (and kept in snapshots), so a write that a caller retried after
+//! its first attempt was committed anyway is logged twice but applied once.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix::Addr;
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{
+    BasicNode, EntryPayload, LogId, OptionalSend, Snapshot, SnapshotMeta, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::snapshot::{self, Meta};
+use super::types::{Applied, Entry, NodeId, StorageError, TypeConfig};
+use crate::dispatch::DispatchError;
+use crate::replica::{Apply, ReplicaActor, Restore, Snapshot as TakeSnapshot};
+use crate::request::Request;
+
+/// How many applied write tokens are remembered for de-duplication.
+const REMEMBERED: usize = 1 << 16;
+
+/// What a snapshot holds besides the Executor's files.
+#[derive(Serialize, Deserialize)]
+struct Packed {
+    #[serde(with = "serde_bytes")]
+    files: Vec<u8>,
+    tokens: Vec<u64>,
+}
+
+/// One node's state machine.
+pub struct StateMachine {
+    node: NodeId,
+    replica: Addr<ReplicaActor>,
+    /// `<workspace>/raft/<shard>/<replica>`.
+    dir: PathBuf,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    tokens: Tokens,
+}
+
+#[derive(Default, Clone)]
+struct Tokens {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl Tokens {
+    /// Remembers `t`; false when it was already there.
+    fn insert(&mut self, t: u64) -> bool {
+        if !self.set.insert(t) {
+            return false;
+        }
+        self.order.push_back(t);
+        if self.order.len() > REMEMBERED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+
+    fn from_list(list: Vec<u64>) -> Tokens {
+        let mut t = Tokens::default();
+        for x in list {
+            t.insert(x);
+        }
+        t
+    }
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+fn snap_err(meta: Option<&Meta>, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(meta.map(|m| m.signature()), &e).into()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Failure(String);
+
+static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl StateMachine {
+    /// The state machine of `node`, whose Executor runs in `replica`. If the node has a stored
+    /// snapshot, the Executor is restored from it first (the log replays what came after).
+    pub(crate) async fn open(
+        node: NodeId,
+        replica: Addr<ReplicaActor>,
+        dir: PathBuf,
+    ) -> Result<StateMachine, StorageError> {
+        let mut sm = StateMachine {
+            node,
+            replica,
+            dir,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            tokens: Tokens::default(),
+        };
+        if let Some((meta, data)) = snapshot::load(&sm.dir).map_err(|e| snap_err(None, e))? {
+            sm.restore(&meta, &data).await?;
+            tracing::info!(node, last = ?meta.last_log_id, "restored the stored snapshot");
+        }
+        Ok(sm)
+    }
+
+    /// Hands a snapshot's files to the Executor and takes over its position in the log.
+    async fn restore(&mut self, meta: &Meta, data: &[u8]) -> Result<(), StorageError> {
+        let packed: Packed = postcard::from_bytes(data).map_err(|e| snap_err(Some(meta), e))?;
+        let work = self.dir.join("snapshot-restore");
+        snapshot::unpack(&packed.files, &work).map_err(|e| snap_err(Some(meta), e))?;
+        let restored = self
+            .replica
+            .send(Restore(work.clone()))
+            .await
+            .map_err(|e| snap_err(Some(meta), Failure(format!("replica gone: {e}"))))?;
+        restored.map_err(|e| snap_err(Some(meta), Failure(e.to_string())))?;
+        let _ = std::fs::remove_dir_all(&work);
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.tokens = Tokens::from_list(packed.tokens);
+        Ok(())
+    }
+
+    async fn apply_write(&mut self, request: &[u8], token: u64) -> Result<Applied, StorageError> {
+        if token != 0 && !self.tokens.insert(token) {
+            return Ok(Applied::Duplicate);
+        }
+        let request: Request = postcard::from_bytes(request).map_err(sm_err)?;
+        let (tx, rx) = oneshot::channel();
+        self.replica.do_send(Apply { request, reply: tx });
+        match rx.await {
+            Ok(Ok(done)) => Ok(Applied::Done(Box::new(done))),
+            Ok(Err(DispatchError::Executor { replica, error })) => Ok(Applied::Failed {
+                replica: replica.to_string(),
+                name: error.name,
+                message: error.message,
+            }),
+            // The replica panicked or is gone: its Executor's state is no longer what the log
+            // says. The node stops here and is rebuilt from its snapshot and log.
+            Ok(Err(other)) => Err(sm_err(Failure(other.to_string()))),
+            Err(_) => Err(sm_err(Failure(format!(
+                "node {}: the replica stopped while applying",
+                self.node
+            )))),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let applied = match &entry.payload {
+                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Normal(w) => self.apply_write(&w.request, w.token).await?,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    Applied::Nothing
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            out.push(applied);
+        }
+        Ok(out)
+    }
+
+    /// Takes the Executor's snapshot here, between two applies, so that it matches
+    /// `last_applied`; packing and storing it runs beside further applies.
+    async fn get_snapshot_builder(&mut self) -> Builder {
+        let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let work = self.dir.join(format!("snapshot-build-{seq}"));
+        let taken = match snapshot::fresh_dir(&work) {
+            Err(e) => Err(e.to_string()),
+            Ok(()) => match self.replica.send(TakeSnapshot(work.clone())).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("replica gone: {e}")),
+            },
+        };
+        Builder {
+            dir: self.dir.clone(),
+            work,
+            taken,
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            tokens: self.tokens.order.iter().copied().collect(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        self.restore(meta, &data).await?;
+        snapshot::store(&self.dir, meta, &data).map_err(|e| snap_err(Some(meta), e))?;
+        tracing::info!(node = self.node, last = ?meta.last_log_id, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let stored = snapshot::load(&self.dir).map_err(|e| snap_err(None, e))?;
+        Ok(stored.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// Packs and stores a snapshot the Executor already wrote.
+pub struct Builder {
+    dir: PathBuf,
+    work: PathBuf,
+    taken: Result<(), String>,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    tokens: Vec<u64>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let result = self.build();
+        let _ = std::fs::remove_dir_all(&self.work);
+        result
+    }
+}
+
+impl Builder {
+    // openraft's own error type is large; this is its one producer here.
+    #[allow(clippy::result_large_err)]
+    fn build(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                self.last_applied.map_or(0, |l| l.index),
+                SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        if let Err(e) = &self.taken {
+            return Err(snap_err(Some(&meta), Failure(e.clone())));
+        }
+        let files = snapshot::pack(&self.work).map_err(|e| snap_err(Some(&meta), e))?;
+        let data = postcard::to_stdvec(&Packed {
+            files,
+            tokens: std::mem::take(&mut self.tokens),
+        })
+        .map_err(|e| snap_err(Some(&meta), e))?;
+        snapshot::store(&self.dir, &meta, &data).map_err(|e| snap_err(Some(&meta), e))?;
+        tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "snapshot stored");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_forget_the_oldest_past_the_window() {
+        let mut t = Tokens::default();
+        assert!(t.insert(1));
+        assert!(!t.insert(1));
+        for i in 2..(REMEMBERED as u64 + 2) {
+            assert!(t.insert(i));
+        }
+        assert_eq!(t.order.len(), REMEMBERED);
+        assert!(t.insert(1), "1 was the oldest and is forgotten");
+    }
+}
