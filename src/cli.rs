@@ -97,6 +97,24 @@ pub enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// Measures flotilla beside its baselines (a bare tonic echo, the vector search as a plain
+    /// loop) in one run and prints min / median / max over repeats, the ratios to the baselines
+    /// and to Jina's figures measured on this machine (quoted, not re-run), and what was checked.
+    Bench {
+        /// What to measure.
+        #[arg(value_enum)]
+        scenario: crate::bench::Scenario,
+        /// Small sizes (N = 5,000 docs, Q = 100 queries, fewer posts, 1 repeat): all four
+        /// scenarios in a few seconds.
+        #[arg(long)]
+        quick: bool,
+        /// Also write every figure, comparison and check to this file as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Measurements per figure (default 3, or 1 with --quick).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+        repeats: Option<u64>,
+    },
 }
 
 /// Runs the parsed command.
@@ -153,7 +171,52 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             dry_run,
             timeout_ms,
         } => ping(&addr, dry_run, Duration::from_millis(timeout_ms)).await,
+        Command::Bench {
+            scenario,
+            quick,
+            json,
+            repeats,
+        } => bench(scenario, quick, json, repeats).await,
     }
+}
+
+/// `flotilla bench`: runs, prints the tables on stdout, writes the JSON file if asked.
+async fn bench(
+    scenario: crate::bench::Scenario,
+    quick: bool,
+    json: Option<PathBuf>,
+    repeats: Option<u64>,
+) -> Result<(), Error> {
+    use crate::bench::{BenchConfig, RunInfo};
+    let failed = |e: crate::bench::BenchError| Error::Io {
+        path: format!("flotilla bench {}", scenario.name()),
+        source: std::io::Error::other(e),
+    };
+    let mut cfg = if quick {
+        BenchConfig::quick()
+    } else {
+        BenchConfig::full()
+    };
+    if let Some(r) = repeats {
+        cfg.repeats = r as usize;
+    }
+    let report = crate::bench::run(scenario, &cfg).await.map_err(failed)?;
+    let title = format!(
+        "flotilla bench {} ({}, {} repeat{}, {} cores; min / median / max over repeats)",
+        scenario.name(),
+        cfg.label,
+        cfg.repeats,
+        if cfg.repeats == 1 { "" } else { "s" },
+        crate::bench::cores()
+    );
+    print!("{}", report.table(&title));
+    if let Some(path) = json {
+        report
+            .write_json(&path, &RunInfo::new(scenario, &cfg))
+            .map_err(failed)?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// `flotilla ping`: prints the answer on stdout when the server is up; otherwise an error saying

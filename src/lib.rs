@@ -5,8 +5,10 @@
 //! - [`config`]: YAML and builder entries compiled into one validated graph.
 //! - [`executors`]: the built-in Executors and their registry.
 //! - [`grpc`]: Jina's gRPC wire protocol.
+//! - [`bench`]: `flotilla bench`, flotilla measured beside its baselines.
 //! - [`actors`]: the kernel (documents, Executors, replicas, shards, routers).
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

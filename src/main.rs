@@ -1,8 +1,13 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    flotilla::logging::init();
     let cli = flotilla::cli::Cli::parse();
+    if matches!(cli.command, flotilla::cli::Command::Bench { .. }) {
+        // A benchmark should not measure its own logging: warnings only, unless RUST_LOG says.
+        flotilla::bench::init_logging();
+    } else {
+        flotilla::logging::init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server as TonicServer;
+use tonic::transport::server::TcpIncoming;
 
 use super::pb::jina::{
     jina_data_request_rpc_server::JinaDataRequestRpcServer,
@@ -145,12 +145,13 @@ impl Server {
             .add_service(health_svc)
             .add_service(reflection);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        // A listener handed over as a plain stream keeps Nagle's algorithm on whatever
+        // `tcp_nodelay` says: responses of a few KB then wait for the client's delayed ACK
+        // (40 ms). `TcpIncoming` sets TCP_NODELAY on every accepted connection.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stopped.await;
+        }));
         tracing::info!("serving {:?} on grpc://{addr}", opts.role);
         Ok(Server {
             addr,

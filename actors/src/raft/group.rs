@@ -94,6 +94,7 @@ pub struct RaftGroup {
     /// The highest log index of an acknowledged write.
     acked: AtomicU64,
     in_flight: AtomicUsize,
+    closing: std::sync::atomic::AtomicBool,
     /// How long a caller waits for a leader before the write fails.
     patience: Duration,
 }
@@ -127,6 +128,7 @@ impl RaftGroup {
             tokens: AtomicU64::new(token_seed()),
             acked: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            closing: std::sync::atomic::AtomicBool::new(false),
             patience,
         });
         group.net.set_faults(group.spec.faults);
@@ -387,6 +389,10 @@ impl RaftGroup {
     pub async fn write(self: &Arc<Self>, req: Request) -> Result<Request, DispatchError> {
         let me = self.clone();
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.closing.load(Ordering::Acquire) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(self.closed());
+        }
         let joined = runtime()
             .spawn(async move { me.write_on_runtime(req).await })
             .await;
@@ -569,6 +575,7 @@ impl RaftGroup {
 
     /// Waits for writes under way, then stops every node.
     pub(crate) async fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
         while self.in_flight.load(Ordering::Acquire) > 0 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

@@ -1,0 +1,400 @@
+//! `noop`: how fast flotilla moves a request that does nothing.
+//!
+//! A Deployment of the built-in `Echo` (1 and 3 replicas) gets posts of one text doc from 1, 16
+//! and 64 concurrent closed-loop clients, in process (`Running::call`) and through the gRPC
+//! gateway (unary `process_single_data`, one persistent connection per client). Beside it, in
+//! the same run, the same unary calls go to a bare tonic echo with no flotilla in the path. Each
+//! answer is checked (one doc, the text posted).
+//!
+//! It also starts a 3-replica Deployment of `ExactNNIndexer` (dim 128, empty) and reads the
+//! process's RSS before and after: what the Deployment costs in memory, and how long it takes
+//! to start and stop.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::baseline::EchoServer;
+use super::jina;
+use super::load::{Caller, InProcess, LoadRun, Unary, closed_loop};
+use super::target::{Mode, Target};
+use super::{BenchConfig, BenchError, Ctx, Progress, Recorder, Report, rss_bytes};
+use crate::actors::request::Request;
+use crate::{Deployment, Doc, DocList};
+
+/// Sizes of the noop scenario.
+#[derive(Clone, Debug)]
+pub struct NoopConfig {
+    /// Posts per measurement in process.
+    pub posts_in_process: usize,
+    /// Posts per measurement over gRPC (flotilla and the bare echo).
+    pub posts_grpc: usize,
+    /// Concurrent clients.
+    pub clients: Vec<usize>,
+    pub replicas: Vec<i64>,
+    /// Posts before each measurement, not measured.
+    pub warmup: usize,
+    /// A measurement stops early (with fewer posts) once this long has passed.
+    pub budget: Option<Duration>,
+}
+
+impl NoopConfig {
+    pub fn full() -> Self {
+        NoopConfig {
+            posts_in_process: 20_000,
+            posts_grpc: 10_000,
+            clients: vec![1, 16, 64],
+            replicas: vec![1, 3],
+            warmup: 500,
+            budget: Some(Duration::from_secs(5)),
+        }
+    }
+
+    pub fn quick() -> Self {
+        NoopConfig {
+            posts_in_process: 2_000,
+            posts_grpc: 1_000,
+            warmup: 100,
+            budget: Some(Duration::from_millis(500)),
+            ..NoopConfig::full()
+        }
+    }
+
+    pub fn tiny() -> Self {
+        NoopConfig {
+            posts_in_process: 40,
+            posts_grpc: 30,
+            clients: vec![1, 4],
+            replicas: vec![1, 3],
+            warmup: 4,
+            budget: None,
+        }
+    }
+}
+
+const SCENARIO: &str = "noop";
+const STARTUP: &str = "3 replicas, empty ExactNNIndexer";
+
+fn plural(n: impl Into<i64>, one: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// The variant name of a flotilla measurement.
+pub fn variant(replicas: i64, clients: usize) -> String {
+    format!(
+        "{} · {}",
+        plural(replicas, "replica"),
+        plural(clients as i64, "client")
+    )
+}
+
+/// The variant name of a bare-echo measurement.
+pub fn echo_variant(clients: usize) -> String {
+    format!("bare tonic echo · {}", plural(clients as i64, "client"))
+}
+
+fn hello() -> Request {
+    Request::new("/", DocList::from(Doc::text_doc("hello")))
+}
+
+fn one_hello(docs: &DocList) -> Result<(), String> {
+    match docs.first() {
+        Some(d) if docs.len() == 1 && d.text() == Some("hello") => Ok(()),
+        _ => Err(format!(
+            "expected the one doc posted, got {} docs",
+            docs.len()
+        )),
+    }
+}
+
+/// Runs the noop scenario.
+pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> {
+    let c = &cfg.noop;
+    let repeats = cfg.repeats.max(1);
+    let per_target = (c.clients.len() * repeats) as u64;
+    p.plan(repeats as u64 + per_target * (1 + 2 * c.replicas.len() as u64));
+    let mut rec = Recorder::new(SCENARIO);
+
+    // First, while the process is fresh: what a 3-replica Deployment costs to start and hold.
+    for i in 0..repeats {
+        p.step(format!(
+            "noop: start and RSS of {STARTUP} ({}/{repeats})",
+            i + 1
+        ));
+        startup(&mut rec, i == 0).await?;
+        p.done();
+    }
+
+    // The bare tonic echo.
+    let echo = EchoServer::start().await?;
+    for &clients in &c.clients {
+        let callers = Unary::connect(echo.local_addr(), clients, &hello(), one_hello).await?;
+        let v = echo_variant(clients);
+        measure(
+            &mut rec,
+            &v,
+            Mode::Grpc,
+            callers,
+            c.posts_grpc,
+            c,
+            repeats,
+            p,
+        )
+        .await?;
+    }
+    echo.stop().await;
+
+    // flotilla.
+    for &replicas in &c.replicas {
+        for mode in Mode::BOTH {
+            let dep = Deployment::new()
+                .name("noop")
+                .uses("Echo")
+                .replicas(replicas)
+                .start()
+                .ctx("starting the Echo Deployment")?;
+            let target = Target::start(dep, mode).await?;
+            for &clients in &c.clients {
+                let v = variant(replicas, clients);
+                match target.addr() {
+                    None => {
+                        let callers = (0..clients)
+                            .map(|_| InProcess::new(target.running().clone(), hello, one_hello))
+                            .collect();
+                        let posts = c.posts_in_process;
+                        measure(&mut rec, &v, mode, callers, posts, c, repeats, p).await?;
+                    }
+                    Some(addr) => {
+                        let callers = Unary::connect(addr, clients, &hello(), one_hello).await?;
+                        let posts = c.posts_grpc;
+                        measure(&mut rec, &v, mode, callers, posts, c, repeats, p).await?;
+                    }
+                }
+            }
+            target.close().await;
+        }
+    }
+
+    compare(&mut rec, c);
+    rec.note(format!(
+        "noop: closed-loop clients; posts of one text doc to a Deployment of `Echo`; gRPC is \
+         unary process_single_data, one persistent connection per client, to flotilla's \
+         gateway or to a bare tonic echo in the same process; {} posts per gRPC measurement, \
+         {} in process, {}after {} warm-up posts.",
+        c.posts_grpc,
+        c.posts_in_process,
+        c.budget
+            .map(|b| format!("or fewer if {:.1} s pass first, ", b.as_secs_f64()))
+            .unwrap_or_default(),
+        c.warmup
+    ));
+    Ok(rec.finish())
+}
+
+/// Warms up, then measures `repeats` runs of `posts` calls.
+#[allow(clippy::too_many_arguments)]
+async fn measure<C: Caller>(
+    rec: &mut Recorder,
+    variant: &str,
+    mode: Mode,
+    callers: Vec<C>,
+    posts: usize,
+    c: &NoopConfig,
+    repeats: usize,
+    p: &Progress,
+) -> Result<(), BenchError> {
+    let (mut callers, _) = closed_loop(callers, c.warmup, c.budget).await?;
+    for i in 0..repeats {
+        p.step(format!(
+            "noop: {variant}, {} ({}/{repeats})",
+            mode.label(),
+            i + 1
+        ));
+        let (back, run) = closed_loop(callers, posts, c.budget).await?;
+        callers = back;
+        record(rec, variant, mode, run);
+        p.done();
+    }
+    Ok(())
+}
+
+fn record(rec: &mut Recorder, variant: &str, mode: Mode, mut run: LoadRun) {
+    let m = mode.label();
+    rec.add(variant, m, "throughput", "posts/s", run.posts_per_s());
+    rec.add(variant, m, "latency p50", "µs", run.percentile_us(50.0));
+    rec.add(variant, m, "latency p99", "µs", run.percentile_us(99.0));
+    rec.add(variant, m, "latency p99.9", "µs", run.percentile_us(99.9));
+    let answered = run.posts as u64;
+    rec.check(
+        variant,
+        m,
+        "answers hold the doc posted",
+        answered,
+        answered,
+    );
+}
+
+/// Starts and stops a 3-replica `ExactNNIndexer` Deployment, reading the RSS around the start.
+/// Only the `first` start in the process reads the RSS: later ones reuse the memory (thread
+/// stacks, allocator arenas) the first one left behind, and would report less than it costs.
+async fn startup(rec: &mut Recorder, first: bool) -> Result<(), BenchError> {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let before = rss_bytes();
+    let t = Instant::now();
+    let dep = Deployment::new()
+        .name("indexer")
+        .uses("ExactNNIndexer")
+        .uses_with(json!({"dim": 128}))
+        .replicas(3)
+        .start()
+        .ctx("starting a 3-replica ExactNNIndexer Deployment")?;
+    let started = t.elapsed();
+    let after = rss_bytes();
+    let count = dep
+        .call(Request::new("/count", DocList::new()))
+        .await
+        .ctx("/count on the 3-replica Deployment")?;
+    let counts: Vec<&serde_json::Value> = count.results.values().collect();
+    if counts != [&json!({"count": 0})] {
+        return Err(BenchError::wrong(
+            "/count on the empty 3-replica Deployment",
+            format!("expected one {{\"count\": 0}}, got {counts:?}"),
+        ));
+    }
+    let t = Instant::now();
+    dep.close();
+    let stopped = t.elapsed();
+    let m = Mode::InProcess.label();
+    rec.add(STARTUP, m, "start", "ms", started.as_secs_f64() * 1e3);
+    rec.add(STARTUP, m, "stop", "ms", stopped.as_secs_f64() * 1e3);
+    if let (true, Some(b), Some(a)) = (first, before, after) {
+        rec.add(STARTUP, m, "process RSS after start", "MiB", mib(a));
+        rec.add(
+            STARTUP,
+            m,
+            "RSS added by the Deployment",
+            "MiB",
+            mib(a.saturating_sub(b)),
+        );
+    }
+    rec.check(STARTUP, m, "/count answers 0", 1, 1);
+    Ok(())
+}
+
+fn compare(rec: &mut Recorder, c: &NoopConfig) {
+    let grpc = Mode::Grpc.label();
+    let inproc = Mode::InProcess.label();
+    for &r in &c.replicas {
+        for &clients in &c.clients {
+            let v = variant(r, clients);
+            let ours = rec.median(&v, grpc, "throughput");
+            let echo = rec.median(&echo_variant(clients), grpc, "throughput");
+            let met = ours.zip(echo).is_some_and(|(a, b)| a >= 0.7 * b);
+            rec.compare(
+                &format!("gRPC, {v}: posts/s"),
+                ours,
+                echo,
+                "posts/s",
+                &echo_variant(clients),
+                true,
+                Some(("≥ 0.70× bare echo".into(), met)),
+            );
+        }
+    }
+    let seq = variant(1, 1);
+    let p50 = rec.median(&seq, grpc, "latency p50");
+    rec.compare(
+        &format!("gRPC, {seq}: latency p50"),
+        p50,
+        rec.median(&echo_variant(1), grpc, "latency p50"),
+        "µs",
+        &echo_variant(1),
+        false,
+        p50.map(|x| ("< 150 µs".into(), x < 150.0)),
+    );
+    rec.compare(
+        &format!("in-process, {seq}: latency p50"),
+        rec.median(&seq, inproc, "latency p50"),
+        rec.median(&echo_variant(1), grpc, "latency p50"),
+        "µs",
+        &format!("{} (gRPC)", echo_variant(1)),
+        false,
+        None,
+    );
+
+    // Jina on the same machine (quoted).
+    let src = jina::SOURCE;
+    rec.compare(
+        &format!("gRPC, {seq}: posts/s"),
+        rec.median(&seq, grpc, "throughput"),
+        Some(jina::NOOP_RAW_SEQ_RPS),
+        "posts/s",
+        &format!("{src}: raw_seq, 1 replica, sequential unary on a persistent channel"),
+        true,
+        None,
+    );
+    rec.compare(
+        &format!("gRPC, {seq}: latency p50"),
+        p50,
+        Some(jina::NOOP_RAW_SEQ_P50_US),
+        "µs",
+        &format!("{src}: raw_seq p50"),
+        false,
+        None,
+    );
+    rec.compare(
+        &format!("gRPC, {seq}: posts/s"),
+        rec.median(&seq, grpc, "throughput"),
+        Some(jina::NOOP_CLIENT_SEQ_RPS),
+        "posts/s",
+        &format!("{src}: seq, 1 replica, sequential Client.post"),
+        true,
+        None,
+    );
+    let many = variant(1, 16);
+    for (fig, what) in [
+        (
+            jina::NOOP_RAW8_RPS,
+            "raw8, 1 replica, 8 concurrent unary calls (Jina's best concurrent figure)",
+        ),
+        (
+            jina::NOOP_ASYNC8_RPS,
+            "async8, 1 replica, 8 asyncio clients",
+        ),
+    ] {
+        rec.compare(
+            &format!("gRPC, {many}: posts/s"),
+            rec.median(&many, grpc, "throughput"),
+            Some(fig),
+            "posts/s",
+            &format!("{src}: {what}"),
+            true,
+            None,
+        );
+    }
+
+    let rss = rec.median(STARTUP, inproc, "process RSS after start");
+    rec.compare(
+        &format!("{STARTUP}: RSS of the whole process"),
+        rss,
+        Some(jina::RSS_R3_IDLE_MIB),
+        "MiB",
+        &format!("{src}: idle RSS of a 3-replica no-op Deployment, 5 processes summed"),
+        false,
+        rss.map(|x| ("< 30 MiB".into(), x < 30.0)),
+    );
+    rec.compare(
+        &format!("{STARTUP}: start"),
+        rec.median(STARTUP, inproc, "start"),
+        Some(jina::START_R3_WARM_MS),
+        "ms",
+        &format!("{src}: warm start of a 3-replica Deployment, fastest of 6"),
+        false,
+        None,
+    );
+}
