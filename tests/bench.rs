@@ -160,7 +160,7 @@ async fn fanout_checks_the_reduced_matches_of_every_answer() {
     let r = run(Scenario::Fanout, &cfg).await;
     let what = "answers hold the posted matches once, plus one per branch";
     for &clients in &cfg.fanout.clients {
-        let l = bench::fanout::clients_label(clients);
+        let l = bench::load::clients_label(clients);
         for base in [bench::fanout::FANOUT, bench::fanout::SINGLE] {
             let v = format!("{base} · {l}");
             for mode in MODES {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::baseline::EchoServer;
-use super::load::{Caller, Check, InProcess, LoadRun, Unary, closed_loop};
+use super::load::{Check, InProcess, Measurement, Unary, clients_label};
 use super::target::{Mode, Target};
 use super::{BenchConfig, BenchError, Ctx, Progress, Recorder, Report};
 use crate::actors::executor::factory;
@@ -132,11 +132,11 @@ fn expected(branches: &[&str]) -> Vec<String> {
     want
 }
 
-/// Every posted match once, plus one match per branch.
-fn check_fanout(docs: &DocList) -> Result<(), String> {
+/// Every posted match once, plus one match per branch of `branches`.
+fn check_matches(docs: &DocList, branches: &[&str]) -> Result<(), String> {
     let mut got = match_ids(docs)?;
     got.sort();
-    let want = expected(&BRANCHES);
+    let want = expected(branches);
     if got == want {
         Ok(())
     } else {
@@ -144,15 +144,12 @@ fn check_fanout(docs: &DocList) -> Result<(), String> {
     }
 }
 
+fn check_fanout(docs: &DocList) -> Result<(), String> {
+    check_matches(docs, &BRANCHES)
+}
+
 fn check_single(docs: &DocList) -> Result<(), String> {
-    let mut got = match_ids(docs)?;
-    got.sort();
-    let want = expected(&[]);
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("matches {got:?}, expected {want:?}"))
-    }
+    check_matches(docs, &[])
 }
 
 /// Runs the fanout scenario.
@@ -161,6 +158,15 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
     let repeats = cfg.repeats.max(1);
     p.plan((5 * c.clients.len() * repeats) as u64);
     let mut rec = Recorder::new(SCENARIO);
+    let measure = Measurement {
+        scenario: SCENARIO,
+        posts: c.posts,
+        warmup: c.warmup,
+        budget: c.budget,
+        repeats,
+        percentiles: &[50.0, 99.0],
+        checked: "answers hold the posted matches once, plus one per branch",
+    };
     for (variant, check) in [(FANOUT, check_fanout as Check), (SINGLE, check_single)] {
         for mode in Mode::BOTH {
             let running: Running = if variant == FANOUT {
@@ -180,11 +186,11 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
                         let callers = (0..clients)
                             .map(|_| InProcess::new(Arc::clone(target.running()), query, check))
                             .collect();
-                        measure(&mut rec, &v, mode, callers, c, repeats, p).await?;
+                        measure.run(&mut rec, &v, mode, callers, p).await?;
                     }
                     Some(addr) => {
                         let callers = Unary::connect(addr, clients, &query(), check).await?;
-                        measure(&mut rec, &v, mode, callers, c, repeats, p).await?;
+                        measure.run(&mut rec, &v, mode, callers, p).await?;
                     }
                 }
             }
@@ -196,7 +202,7 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
     for &clients in &c.clients {
         let v = format!("{ECHO} · {}", clients_label(clients));
         let callers = Unary::connect(echo.local_addr(), clients, &query(), check_single).await?;
-        measure(&mut rec, &v, Mode::Grpc, callers, c, repeats, p).await?;
+        measure.run(&mut rec, &v, Mode::Grpc, callers, p).await?;
     }
     echo.stop().await;
 
@@ -244,52 +250,4 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
         c.warmup
     ));
     Ok(rec.finish())
-}
-
-/// `1 client`, `16 clients`.
-pub fn clients_label(clients: usize) -> String {
-    if clients == 1 {
-        "1 client".into()
-    } else {
-        format!("{clients} clients")
-    }
-}
-
-async fn measure<C: Caller>(
-    rec: &mut Recorder,
-    variant: &str,
-    mode: Mode,
-    callers: Vec<C>,
-    c: &FanoutConfig,
-    repeats: usize,
-    p: &Progress,
-) -> Result<(), BenchError> {
-    let (mut callers, _) = closed_loop(callers, c.warmup, c.budget).await?;
-    for i in 0..repeats {
-        p.step(format!(
-            "fanout: {variant}, {} ({}/{repeats})",
-            mode.label(),
-            i + 1
-        ));
-        let (back, run) = closed_loop(callers, c.posts, c.budget).await?;
-        callers = back;
-        record(rec, variant, mode, run);
-        p.done();
-    }
-    Ok(())
-}
-
-fn record(rec: &mut Recorder, variant: &str, mode: Mode, mut run: LoadRun) {
-    let m = mode.label();
-    rec.add(variant, m, "throughput", "posts/s", run.posts_per_s());
-    rec.add(variant, m, "latency p50", "µs", run.percentile_us(50.0));
-    rec.add(variant, m, "latency p99", "µs", run.percentile_us(99.0));
-    let answered = run.posts as u64;
-    rec.check(
-        variant,
-        m,
-        "answers hold the posted matches once, plus one per branch",
-        answered,
-        answered,
-    );
 }

@@ -16,7 +16,8 @@ use crate::grpc::pb::jina::status_proto::StatusCode;
 use crate::{DocList, Running};
 
 use super::stats::Latencies;
-use super::{BenchError, Ctx};
+use super::target::Mode;
+use super::{BenchError, Ctx, Progress, Recorder};
 
 /// Checks the docs of one answer; `Err` says what is wrong.
 pub type Check = fn(&DocList) -> Result<(), String>;
@@ -45,6 +46,64 @@ impl LoadRun {
         self.latencies
             .percentile(p)
             .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    }
+}
+
+/// How a scenario measures one target with closed-loop clients, and what it records.
+pub struct Measurement<'a> {
+    /// The scenario's name, for the progress line.
+    pub scenario: &'a str,
+    pub posts: usize,
+    /// Calls before the measured runs, not recorded.
+    pub warmup: usize,
+    pub budget: Option<Duration>,
+    pub repeats: usize,
+    /// The latency percentiles recorded (`latency p50`, …).
+    pub percentiles: &'a [f64],
+    /// What every answer was checked to hold, as the report's check says it.
+    pub checked: &'a str,
+}
+
+impl Measurement<'_> {
+    /// Warms up, then records `repeats` runs of `posts` calls made by `callers`.
+    pub async fn run<C: Caller>(
+        &self,
+        rec: &mut Recorder,
+        variant: &str,
+        mode: Mode,
+        callers: Vec<C>,
+        p: &Progress,
+    ) -> Result<(), BenchError> {
+        let (mut callers, _) = closed_loop(callers, self.warmup, self.budget).await?;
+        let m = mode.label();
+        for i in 0..self.repeats {
+            p.step(format!(
+                "{}: {variant}, {m} ({}/{})",
+                self.scenario,
+                i + 1,
+                self.repeats
+            ));
+            let (back, mut run) = closed_loop(callers, self.posts, self.budget).await?;
+            callers = back;
+            rec.add(variant, m, "throughput", "posts/s", run.posts_per_s());
+            for &pct in self.percentiles {
+                let name = format!("latency p{pct}");
+                rec.add(variant, m, &name, "µs", run.percentile_us(pct));
+            }
+            let answered = run.posts as u64;
+            rec.check(variant, m, self.checked, answered, answered);
+            p.done();
+        }
+        Ok(())
+    }
+}
+
+/// `1 client`, `16 clients`.
+pub fn clients_label(clients: usize) -> String {
+    if clients == 1 {
+        "1 client".into()
+    } else {
+        format!("{clients} clients")
     }
 }
 

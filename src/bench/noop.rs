@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::baseline::EchoServer;
 use super::jina;
-use super::load::{Caller, InProcess, LoadRun, Unary, closed_loop};
+use super::load::{InProcess, Measurement, Unary, clients_label};
 use super::target::{Mode, Target};
 use super::{BenchConfig, BenchError, Ctx, Progress, Recorder, Report, rss_bytes};
 use crate::actors::request::Request;
@@ -75,27 +75,15 @@ impl NoopConfig {
 const SCENARIO: &str = "noop";
 const STARTUP: &str = "3 replicas, empty ExactNNIndexer";
 
-fn plural(n: impl Into<i64>, one: &str) -> String {
-    let n = n.into();
-    if n == 1 {
-        format!("{n} {one}")
-    } else {
-        format!("{n} {one}s")
-    }
-}
-
 /// The variant name of a flotilla measurement.
 pub fn variant(replicas: i64, clients: usize) -> String {
-    format!(
-        "{} · {}",
-        plural(replicas, "replica"),
-        plural(clients as i64, "client")
-    )
+    let r = if replicas == 1 { "replica" } else { "replicas" };
+    format!("{replicas} {r} · {}", clients_label(clients))
 }
 
 /// The variant name of a bare-echo measurement.
 pub fn echo_variant(clients: usize) -> String {
-    format!("bare tonic echo · {}", plural(clients as i64, "client"))
+    format!("bare tonic echo · {}", clients_label(clients))
 }
 
 fn hello() -> Request {
@@ -119,6 +107,19 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
     let per_target = (c.clients.len() * repeats) as u64;
     p.plan(repeats as u64 + per_target * (1 + 2 * c.replicas.len() as u64));
     let mut rec = Recorder::new(SCENARIO);
+    let grpc = Measurement {
+        scenario: SCENARIO,
+        posts: c.posts_grpc,
+        warmup: c.warmup,
+        budget: c.budget,
+        repeats,
+        percentiles: &[50.0, 99.0, 99.9],
+        checked: "answers hold the doc posted",
+    };
+    let in_process = Measurement {
+        posts: c.posts_in_process,
+        ..grpc
+    };
 
     // First, while the process is fresh: what a 3-replica Deployment costs to start and hold.
     for i in 0..repeats {
@@ -135,17 +136,7 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
     for &clients in &c.clients {
         let callers = Unary::connect(echo.local_addr(), clients, &hello(), one_hello).await?;
         let v = echo_variant(clients);
-        measure(
-            &mut rec,
-            &v,
-            Mode::Grpc,
-            callers,
-            c.posts_grpc,
-            c,
-            repeats,
-            p,
-        )
-        .await?;
+        grpc.run(&mut rec, &v, Mode::Grpc, callers, p).await?;
     }
     echo.stop().await;
 
@@ -166,13 +157,11 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
                         let callers = (0..clients)
                             .map(|_| InProcess::new(target.running().clone(), hello, one_hello))
                             .collect();
-                        let posts = c.posts_in_process;
-                        measure(&mut rec, &v, mode, callers, posts, c, repeats, p).await?;
+                        in_process.run(&mut rec, &v, mode, callers, p).await?;
                     }
                     Some(addr) => {
                         let callers = Unary::connect(addr, clients, &hello(), one_hello).await?;
-                        let posts = c.posts_grpc;
-                        measure(&mut rec, &v, mode, callers, posts, c, repeats, p).await?;
+                        grpc.run(&mut rec, &v, mode, callers, p).await?;
                     }
                 }
             }
@@ -194,49 +183,6 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
         c.warmup
     ));
     Ok(rec.finish())
-}
-
-/// Warms up, then measures `repeats` runs of `posts` calls.
-#[allow(clippy::too_many_arguments)]
-async fn measure<C: Caller>(
-    rec: &mut Recorder,
-    variant: &str,
-    mode: Mode,
-    callers: Vec<C>,
-    posts: usize,
-    c: &NoopConfig,
-    repeats: usize,
-    p: &Progress,
-) -> Result<(), BenchError> {
-    let (mut callers, _) = closed_loop(callers, c.warmup, c.budget).await?;
-    for i in 0..repeats {
-        p.step(format!(
-            "noop: {variant}, {} ({}/{repeats})",
-            mode.label(),
-            i + 1
-        ));
-        let (back, run) = closed_loop(callers, posts, c.budget).await?;
-        callers = back;
-        record(rec, variant, mode, run);
-        p.done();
-    }
-    Ok(())
-}
-
-fn record(rec: &mut Recorder, variant: &str, mode: Mode, mut run: LoadRun) {
-    let m = mode.label();
-    rec.add(variant, m, "throughput", "posts/s", run.posts_per_s());
-    rec.add(variant, m, "latency p50", "µs", run.percentile_us(50.0));
-    rec.add(variant, m, "latency p99", "µs", run.percentile_us(99.0));
-    rec.add(variant, m, "latency p99.9", "µs", run.percentile_us(99.9));
-    let answered = run.posts as u64;
-    rec.check(
-        variant,
-        m,
-        "answers hold the doc posted",
-        answered,
-        answered,
-    );
 }
 
 /// Starts and stops a 3-replica `ExactNNIndexer` Deployment, reading the RSS around the start.
