@@ -87,6 +87,21 @@ struct Slot {
     cool_until: Option<Instant>,
 }
 
+impl Slot {
+    /// A slot for a local replica, down until it has started.
+    fn local() -> Slot {
+        Slot {
+            target: Target::None,
+            state: SlotState::Down,
+            outstanding: 0,
+            capacity: 1,
+            freed: 0,
+            failures: 0,
+            cool_until: None,
+        }
+    }
+}
+
 /// How long a remote replica that failed is avoided: doubling from 250 ms up to 8 s.
 fn cool_down(failures: u32) -> Duration {
     Duration::from_millis(250u64 << failures.saturating_sub(1).min(5))
@@ -218,17 +233,7 @@ impl Dispatch {
     /// A table for `replicas` local replicas (all down until [`Dispatch::replica_up`]) with room
     /// for `queue` waiting requests.
     pub fn new(name: impl Into<Arc<str>>, replicas: usize, queue: usize) -> Arc<Self> {
-        let slots = (0..replicas)
-            .map(|_| Slot {
-                target: Target::None,
-                state: SlotState::Down,
-                outstanding: 0,
-                capacity: 1,
-                freed: 0,
-                failures: 0,
-                cool_until: None,
-            })
-            .collect();
+        let slots = (0..replicas).map(|_| Slot::local()).collect();
         Dispatch::with_slots(name.into(), slots, replicas + queue, 1)
     }
 
@@ -248,11 +253,8 @@ impl Dispatch {
             .map(|r| Slot {
                 target: Target::Remote(r),
                 state: SlotState::Up,
-                outstanding: 0,
                 capacity: per_replica,
-                freed: 0,
-                failures: 0,
-                cool_until: None,
+                ..Slot::local()
             })
             .collect();
         Dispatch::with_slots(name.into(), slots, n * per_replica + queue, n.max(3) + 1)
@@ -570,15 +572,7 @@ impl Dispatch {
     pub(crate) fn ensure_slot(&self, i: usize) {
         let mut st = self.lock();
         while st.slots.len() <= i {
-            st.slots.push(Slot {
-                target: Target::None,
-                state: SlotState::Down,
-                outstanding: 0,
-                capacity: 1,
-                freed: 0,
-                failures: 0,
-                cool_until: None,
-            });
+            st.slots.push(Slot::local());
             self.permits.add_permits(1);
             self.capacity.fetch_add(1, Ordering::Relaxed);
         }
