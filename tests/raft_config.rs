@@ -1,20 +1,12 @@
 //! Stateful config: what Jina requires of `stateful`, `peer_ports` and `raft_configuration`,
 //! each error naming the YAML line, the Executor and the key.
 
-use flotilla::config::ConfigErrors;
+mod common;
+
 use flotilla::config::yaml::{self, Loaded};
 
-fn errors(text: &str) -> ConfigErrors {
-    match yaml::parse(text, Some("dep.yml")) {
-        Err(e) => e,
-        Ok(Loaded::Flow(f)) => f.graph().expect_err("an invalid Flow"),
-        Ok(Loaded::Deployment(d)) => d.graph().expect_err("an invalid Deployment"),
-    }
-}
-
 fn expect(text: &str, want: &str) {
-    let e = errors(text);
-    assert!(e.mentions(want), "expected «{want}» in:\n{e}");
+    common::config::expect("dep.yml", text, want)
 }
 
 const HEAD: &str = "jtype: Deployment\nwith:\n  name: indexer\n  uses: ExactNNIndexer\n  uses_with: {dim: 4}\n  replicas: 3\n";

@@ -1,19 +1,16 @@
 //! YAML: Jina's keys load into the same graph as the builder; every error names its place.
 
+mod common;
+
 use flotilla::config::ConfigErrors;
-use flotilla::config::yaml::{self, Loaded};
+use flotilla::config::yaml;
 
 fn errors(text: &str) -> ConfigErrors {
-    match yaml::parse(text, Some("flow.yml")) {
-        Err(e) => e,
-        Ok(Loaded::Flow(f)) => f.graph().expect_err("an invalid Flow"),
-        Ok(Loaded::Deployment(d)) => d.graph().expect_err("an invalid Deployment"),
-    }
+    common::config::errors("flow.yml", text)
 }
 
 fn expect(text: &str, want: &str) {
-    let e = errors(text);
-    assert!(e.mentions(want), "expected «{want}» in:\n{e}");
+    common::config::expect("flow.yml", text, want)
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Test Executors and helpers shared by the behaviour tests.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod stateful;
 
 use std::sync::{Arc, Mutex};
