@@ -105,26 +105,12 @@ impl Drop for EchoServer {
 // ---------------------------------------------------------------------------------------------
 // The bare search loop.
 
-/// Writes `v / |v|` into `out`, the norm taken in f64 — exactly how `ExactNNIndexer` normalises
-/// rows and queries for the cosine metric, so both search the same f32 vectors. A zero vector
-/// stays zero.
-pub fn normalise_into(v: &[f32], out: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
-    let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = (f64::from(x) * inv) as f32;
-    }
-}
-
 /// `rows` (row-major, `dim` f32s each) normalised.
 pub fn normalised(rows: &[f32], dim: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; rows.len()];
     for (o, r) in out.chunks_exact_mut(dim).zip(rows.chunks_exact(dim)) {
-        normalise_into(r, o);
+        // The indexer's own normalisation, so both search exactly the same f32 vectors.
+        crate::executors::normalise_into(r, o);
     }
     out
 }

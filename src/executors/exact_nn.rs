@@ -657,7 +657,7 @@ impl<R: Read> Bounded<R> {
 }
 
 /// Writes `v / |v|` into `out` (the norm taken in f64); a zero vector stays zero.
-fn normalise_into(v: &[f32], out: &mut [f32]) {
+pub fn normalise_into(v: &[f32], out: &mut [f32]) {
     let norm = v
         .iter()
         .map(|&x| f64::from(x) * f64::from(x))

@@ -19,7 +19,7 @@ use flotilla_actors::executor::{Executor, FnFactory, NoArgs, Requests, SharedFac
 use flotilla_actors::registry::Registry;
 
 pub use echo::Echo;
-pub use exact_nn::{ExactNNConfig, ExactNNIndexer, Metric};
+pub use exact_nn::{ExactNNConfig, ExactNNIndexer, Metric, normalise_into};
 pub use match_merger::MatchMerger;
 pub use slow_fast::SlowFast;
 

@@ -50,14 +50,7 @@ pub fn executor_schemas<'a>(endpoints: impl IntoIterator<Item = &'a str>) -> Str
         "is_generator": false,
         "is_singleton_doc": false,
     });
-    let map: serde_json::Map<String, serde_json::Value> = endpoints
-        .into_iter()
-        .map(|e| (e.to_owned(), per.clone()))
-        .collect();
-    match json_to_value(&serde_json::Value::Object(map)).kind {
-        Some(Kind::StructValue(s)) => s,
-        _ => Struct::default(),
-    }
+    per_endpoint(endpoints, &per)
 }
 
 /// Schemas as a gateway's `endpoint_discovery` returns them: per endpoint
@@ -70,6 +63,14 @@ pub fn gateway_schemas<'a>(endpoints: impl IntoIterator<Item = &'a str>) -> Stru
         "is_generator": false,
         "is_singleton_doc": false,
     });
+    per_endpoint(endpoints, &per)
+}
+
+/// `{endpoint: per, …}` as a protobuf `Struct`.
+fn per_endpoint<'a>(
+    endpoints: impl IntoIterator<Item = &'a str>,
+    per: &serde_json::Value,
+) -> Struct {
     let map: serde_json::Map<String, serde_json::Value> = endpoints
         .into_iter()
         .map(|e| (e.to_owned(), per.clone()))

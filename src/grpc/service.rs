@@ -251,18 +251,25 @@ impl jina_rpc_server::JinaRpc for JinaService {
     }
 }
 
+impl JinaService {
+    /// Room for one more unary call, or RESOURCE_EXHAUSTED when `max_unary` are in flight.
+    fn unary_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.inner.unary.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} unary requests are already in flight",
+                self.inner.max_unary
+            ))
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl jina_single_data_request_rpc_server::JinaSingleDataRequestRpc for JinaService {
     async fn process_single_data(
         &self,
         request: Request<DataRequestProto>,
     ) -> Result<Response<DataRequestProto>, Status> {
-        let _permit = self.inner.unary.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} unary requests are already in flight",
-                self.inner.max_unary
-            ))
-        })?;
+        let _permit = self.unary_permit()?;
         let endpoint = endpoint_from(request.metadata());
         run_one(self.inner.clone(), request.into_inner(), endpoint)
             .await
@@ -277,12 +284,7 @@ impl jina_data_request_rpc_server::JinaDataRequestRpc for JinaService {
         &self,
         request: Request<DataRequestListProto>,
     ) -> Result<Response<DataRequestProto>, Status> {
-        let _permit = self.inner.unary.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} unary requests are already in flight",
-                self.inner.max_unary
-            ))
-        })?;
+        let _permit = self.unary_permit()?;
         let endpoint = endpoint_from(request.metadata());
         let list = request.into_inner().requests;
         let header = list.first().and_then(|r| r.header.clone());
