@@ -94,3 +94,26 @@ async fn linearizable_reads_are_served_by_the_leader() {
     }
     dep.close();
 }
+
+/// A read right after a write was acknowledged sees it, whichever replica serves the read:
+/// followers apply after the leader answers, and reads wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_an_acknowledged_write_sees_it_on_any_replica() {
+    let ws = tempfile::tempdir().unwrap();
+    let dep = exact_nn(ws.path(), 3).start().unwrap();
+    let mut served = BTreeSet::new();
+    for round in 1..=20u64 {
+        dep.post("/index", docs(round as usize * 100, 100, round))
+            .await
+            .unwrap();
+        // Reads at once, so that followers serve some of them.
+        let reads = (0..6).map(|_| dep.call(Request::new("/count", Default::default())));
+        for r in futures::future::join_all(reads).await {
+            let r = r.unwrap();
+            assert_eq!(r.results.values().next().unwrap()["count"], round * 100);
+            served.insert(r.routes.last().unwrap().to_string());
+        }
+    }
+    assert!(served.len() >= 2, "reads were served by {served:?} only");
+    dep.close();
+}

@@ -566,13 +566,6 @@ impl RaftGroup {
         self.nodes().keys().copied().collect()
     }
 
-    /// Takes a snapshot on every running node now (logs are then compacted).
-    pub async fn snapshot_now(&self) {
-        for raft in self.rafts() {
-            let _ = raft.trigger().snapshot().await;
-        }
-    }
-
     /// Waits for writes under way, then stops every node.
     pub(crate) async fn shutdown(&self) {
         self.closing.store(true, Ordering::Release);
