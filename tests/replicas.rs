@@ -55,15 +55,24 @@ async fn a_busy_replica_gets_nothing_while_others_are_idle() {
         .unwrap();
     // Hold one replica busy for a long time.
     let mut params = Params::new();
-    params.insert("ms".into(), serde_json::json!(1500));
+    params.insert("ms".into(), serde_json::json!(3000));
     let hold_opts = PostOptions {
         parameters: params,
         ..PostOptions::default()
     };
     let hold = dep.post_with("/hold", Doc::new(), &hold_opts);
+    // Each burst request keeps its replica busy for 20 ms, so the 30 sent at once cannot all
+    // be served by one replica freeing up in time: idle-first must use both idle replicas,
+    // and finishes (about 300 ms) long before the held replica frees up.
+    let mut short = Params::new();
+    short.insert("ms".into(), serde_json::json!(20));
+    let short_opts = PostOptions {
+        parameters: short,
+        ..PostOptions::default()
+    };
     let burst = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let posts = (0..30).map(|_| dep.post("/work", Doc::new()));
+        let posts = (0..30).map(|_| dep.post_with("/hold", Doc::new(), &short_opts));
         futures::future::join_all(posts).await
     };
     let (held, burst) = within(30, futures::future::join(hold, burst)).await;
