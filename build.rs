@@ -13,7 +13,14 @@ use protox::prost::Message as _;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build.rs");
-    let fds = protox::compile(["proto/jina.proto", "proto/docarray.proto"], ["proto"])?;
+    let fds = protox::compile(
+        [
+            "proto/jina.proto",
+            "proto/docarray.proto",
+            "proto/flotilla.proto",
+        ],
+        ["proto"],
+    )?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("flotilla_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()

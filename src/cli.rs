@@ -77,10 +77,31 @@ pub enum Command {
         name: String,
         #[arg(long, default_value_t = 1)]
         replicas: i64,
+        /// The port to serve on (with `--stateful`: default this replica's peer port).
         #[arg(long)]
-        port: u16,
+        port: Option<u16>,
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
+        /// The Executor's workspace (with `--stateful`: its Raft log and snapshots live in
+        /// `<workspace>/raft/0/<replica-id>/`).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+        /// This process is one replica of a stateful Executor: its writes go through a Raft
+        /// log shared with the other replicas' processes over gRPC on their peer ports.
+        #[arg(long, requires_all = ["replica_id", "peer_ports"])]
+        stateful: bool,
+        /// This replica's id: its index in `--peer-ports`.
+        #[arg(long)]
+        replica_id: Option<u64>,
+        /// Every replica's port, in replica-id order (`5001,5002,5003` or space separated).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        peer_ports: Vec<u16>,
+        /// The replicas' hosts: one for all, or one per peer port (default 127.0.0.1).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        peer_hosts: Vec<String>,
+        /// Jina's `raft_configuration` keys, as JSON (`{"election_timeout": 1000}`).
+        #[arg(long)]
+        raft_configuration: Option<String>,
     },
     /// Checks that a server answers, like `jina ping`: a gRPC health check (`jina ping
     /// executor`), or with `--dry-run` a request through the whole Flow (`jina ping flow`).
@@ -157,6 +178,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             replicas,
             port,
             host,
+            workspace,
+            stateful,
+            replica_id,
+            peer_ports,
+            peer_hosts,
+            raft_configuration,
         } => {
             let mut dep = Deployment::new().name(name).uses(uses).replicas(replicas);
             if let Some(with) = uses_with {
@@ -164,7 +191,26 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                     .map_err(|e| Error::Serve(format!("--uses-with: {e}")))?;
                 dep = dep.uses_with(with);
             }
-            serve(dep.start()?, &host, port, Role::Executor).await
+            if let Some(ws) = workspace {
+                dep = dep.workspace(ws);
+            }
+            if let Some(config) = raft_configuration {
+                let config = serde_json::from_str(&config)
+                    .map_err(|e| Error::Serve(format!("--raft-configuration: {e}")))?;
+                dep = dep.raft_configuration(config);
+            }
+            let mut port = port;
+            if stateful {
+                let cluster = cluster(replica_id.unwrap_or(0), &peer_ports, &peer_hosts)?;
+                port = port.or(peer_ports.get(cluster.me as usize).copied());
+                dep = dep.stateful(true).raft_cluster(cluster);
+            }
+            let port = port.ok_or_else(|| Error::Serve("--port is required".into()))?;
+            let running = dep.start()?;
+            let raft = running.kernel().routers()[0].shards()[0].raft().cloned();
+            let mut opts = ServeOptions::new(Role::Executor);
+            opts.raft = raft;
+            serve_with(running, &host, port, opts).await
         }
         Command::Ping {
             addr,
@@ -268,11 +314,20 @@ fn describe(path: &std::path::Path, graph: &flotilla_actors::graph::Graph) {
 /// Serves `running` on `host:port` until Ctrl-C or SIGTERM, then stops: the server first (open calls
 /// finish), then the Flow (in-flight requests finish).
 async fn serve(running: Running, host: &str, port: u16, role: Role) -> Result<(), Error> {
+    serve_with(running, host, port, ServeOptions::new(role)).await
+}
+
+async fn serve_with(
+    running: Running,
+    host: &str,
+    port: u16,
+    opts: ServeOptions,
+) -> Result<(), Error> {
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
         .map_err(|e| Error::Serve(format!("{host}:{port}: {e}")))?;
     let running = Arc::new(running);
-    let server = Server::start(running.clone(), addr, ServeOptions::new(role)).await?;
+    let server = Server::start(running.clone(), addr, opts).await?;
     println!("serving on grpc://{}", server.local_addr());
     stop_signal().await;
     tracing::info!("stopping: in-flight requests finish first");
@@ -281,6 +336,49 @@ async fn serve(running: Running, host: &str, port: u16, role: Role) -> Result<()
         running.close();
     }
     Ok(())
+}
+
+/// The Raft group of replica `me` of a stateful Executor whose replicas are processes at
+/// `hosts` (one, or one per port; default 127.0.0.1) and `ports`.
+fn cluster(
+    me: u64,
+    ports: &[u16],
+    hosts: &[String],
+) -> Result<flotilla_actors::raft::Cluster, Error> {
+    let bad = |m: String| Error::Serve(m);
+    if ports.is_empty() {
+        return Err(bad("--stateful needs --peer-ports, one per replica".into()));
+    }
+    if me as usize >= ports.len() {
+        return Err(bad(format!(
+            "--replica-id {me} is not an index of the {} --peer-ports",
+            ports.len()
+        )));
+    }
+    if hosts.len() > 1 && hosts.len() != ports.len() {
+        return Err(bad(format!(
+            "--peer-hosts: {} hosts for {} --peer-ports (give one host, or one per port)",
+            hosts.len(),
+            ports.len()
+        )));
+    }
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let host = match hosts {
+                [] => "127.0.0.1",
+                [one] => one.as_str(),
+                many => many[i].as_str(),
+            };
+            (i as u64, format!("{host}:{port}"))
+        })
+        .collect();
+    Ok(flotilla_actors::raft::Cluster {
+        me,
+        peers,
+        transport: crate::grpc::raft::GrpcTransport::new(),
+    })
 }
 
 /// Ctrl-C, or SIGTERM where there is one.

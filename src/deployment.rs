@@ -127,6 +127,13 @@ impl Deployment {
         peer_ports(ports: serde_json::Value);
         /// Delays and drops Raft messages (tests).
         raft_faults(faults: flotilla_actors::raft::Faults);
+        /// An external Executor whose replicas are already running at `addresses`
+        /// (`host:port` each), served through this Deployment.
+        external_at(addresses: Vec<String>);
+        /// The deadline of each call to an external Executor, in milliseconds.
+        timeout_send(ms: u64);
+        /// Runs this process's replica as one node of a Raft group spanning processes.
+        raft_cluster(cluster: flotilla_actors::raft::Cluster);
     }
 
     /// Polling per endpoint, `*` for the others.

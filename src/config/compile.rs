@@ -486,10 +486,11 @@ fn stateful(
         );
         return None;
     };
-    if replicas < 3 {
+    let group_size = e.raft_cluster.as_ref().map_or(replicas, |c| c.peers.len());
+    if group_size < 3 {
         tracing::warn!(
             executor = name,
-            replicas,
+            replicas = group_size,
             "a stateful Executor with fewer than 3 replicas cannot survive the loss of one"
         );
     }
@@ -506,6 +507,25 @@ fn stateful(
         cx.error(i, name, Some("peer_ports"), msg);
         return None;
     }
+    if let Some(c) = &e.raft_cluster {
+        let problem = if replicas != 1 || shards != 1 {
+            Some(format!(
+                "a replica process of a stateful Executor runs 1 replica of 1 shard, not {replicas} replicas of {shards} shards"
+            ))
+        } else if !c.peers.contains_key(&c.me) {
+            Some(format!(
+                "replica id {} is not among the {} peers",
+                c.me,
+                c.peers.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            cx.error(i, name, Some("stateful"), msg);
+            return None;
+        }
+    }
     Some(RaftSpec {
         root: workspace.join("raft"),
         settings,
@@ -515,6 +535,7 @@ fn stateful(
             .flat_map(|l| l.to_vec())
             .collect(),
         faults: e.raft_faults,
+        cluster: e.raft_cluster.clone(),
     })
 }
 

@@ -100,6 +100,9 @@ pub struct Exec {
     /// Raft message faults for tests of a stateful Executor.
     #[serde(skip)]
     pub raft_faults: Option<flotilla_actors::raft::Faults>,
+    /// This process runs one replica of a stateful Executor whose replicas are processes.
+    #[serde(skip)]
+    pub raft_cluster: Option<flotilla_actors::raft::Cluster>,
 }
 
 impl std::fmt::Debug for Exec {
@@ -276,6 +279,13 @@ impl Exec {
     /// Delays and drops Raft messages between replicas (tests of failure handling).
     pub fn raft_faults(mut self, faults: flotilla_actors::raft::Faults) -> Self {
         self.raft_faults = Some(faults);
+        self
+    }
+
+    /// Runs this process's replica as node `cluster.me` of a Raft group whose other nodes are
+    /// processes at `cluster.peers` (`flotilla executor --stateful`).
+    pub fn raft_cluster(mut self, cluster: flotilla_actors::raft::Cluster) -> Self {
+        self.raft_cluster = Some(cluster);
         self
     }
 }

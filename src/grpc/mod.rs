@@ -7,11 +7,13 @@
 //! - [`remote`]: external Executors, the kernel's `RemoteReplica` over gRPC.
 //! - [`status`]: how failures travel (Jina error status in the response, or a gRPC status).
 //! - [`client`]: a client of a gateway, like Jina's Python `Client(protocol='grpc')`.
+//! - [`raft`]: Raft between the replica processes of a stateful Executor.
 //! - [`schema`]: endpoint schemas in the shape Jina's gateway rebuilds classes from.
 
 pub mod client;
 pub mod codec;
 pub mod pb;
+pub mod raft;
 pub mod remote;
 pub mod schema;
 pub mod server;

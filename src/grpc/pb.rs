@@ -2,6 +2,7 @@
 //!
 //! - [`docarray`]: docarray v2's document messages (`DocProto`, `NodeProto`, `DocListProto` …).
 //! - [`jina`]: Jina's request envelope and services (`DataRequestProto`, `JinaRpc` …).
+//! - [`flotilla`]: flotilla's Raft service between replica processes.
 //!
 //! Map fields are `BTreeMap`s (see `build.rs`). `google.protobuf.Struct` is
 //! [`prost_types::Struct`] and `google.protobuf.Empty` is `()`.
@@ -17,6 +18,12 @@ pub mod docarray {
 pub mod jina {
     #![allow(non_camel_case_types)]
     tonic::include_proto!("jina");
+}
+
+/// flotilla's own services (package `flotilla`): Raft between replica processes.
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod flotilla {
+    tonic::include_proto!("flotilla");
 }
 
 /// The encoded `FileDescriptorSet` of `jina.proto`, `docarray.proto` and their imports, for

@@ -19,9 +19,11 @@ use super::pb::jina::{
     jina_info_rpc_server::JinaInfoRpcServer, jina_rpc_server::JinaRpcServer,
     jina_single_data_request_rpc_server::JinaSingleDataRequestRpcServer,
 };
+use super::raft::RaftService;
 use super::service::{JinaService, Role};
 use crate::Running;
 use crate::error::Error;
+use flotilla_actors::raft::group::RaftGroup;
 
 /// How to serve.
 #[derive(Clone, Debug)]
@@ -36,6 +38,9 @@ pub struct ServeOptions {
     /// Compress responses (to clients that accept it). Off by default, as in Jina; compressed
     /// requests are always accepted.
     pub compression: Option<CompressionEncoding>,
+    /// The Raft group of a stateful replica process: its `flotilla.Raft` service is served
+    /// beside Jina's.
+    pub raft: Option<Arc<RaftGroup>>,
 }
 
 impl ServeOptions {
@@ -47,6 +52,7 @@ impl ServeOptions {
             max_unary: 10_000,
             max_message_size: None,
             compression: None,
+            raft: None,
         }
     }
 }
@@ -143,7 +149,8 @@ impl Server {
             .add_service(JinaGatewayDryRunRpcServer::new(svc.clone()))
             .add_service(JinaInfoRpcServer::new(svc))
             .add_service(health_svc)
-            .add_service(reflection);
+            .add_service(reflection)
+            .add_optional_service(opts.raft.clone().map(RaftService::server));
         let (stop, stopped) = oneshot::channel::<()>();
         // A listener handed over as a plain stream keeps Nagle's algorithm on whatever
         // `tcp_nodelay` says: responses of a few KB then wait for the client's delayed ACK

@@ -5,6 +5,12 @@
 //! applied; every replica applies every committed write in log order. Linearizable reads ask
 //! the leader to confirm its leadership (read index) and are served by the leader's replica.
 //! Nodes can be stopped, restarted and added or removed at runtime.
+//!
+//! A group can also span processes ([`Cluster`], `flotilla executor --stateful`): each process
+//! runs one node, node 0 forms the group over the fixed list of peers, and a node that does
+//! not lead answers writes and linearizable reads with "not the leader" (and the leader's
+//! address), which callers retry on another replica, as Jina's do. A write's request id is then
+//! its token: a write retried by a caller after a lost answer is applied once.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -21,6 +27,7 @@ use super::log_store::LogStore;
 use super::network::{Connector, Faults, Network, Raft};
 use super::settings::RaftSettings;
 use super::state_machine::StateMachine;
+use super::transport::{Cluster, Rpc};
 use super::types::{Applied, NodeId, Write};
 use crate::dispatch::DispatchError;
 use crate::replica::{Apply, ReplicaActor, Snapshot as TakeSnapshot};
@@ -36,6 +43,8 @@ pub struct RaftSpec {
     pub linearizable: Vec<String>,
     /// Message faults (tests).
     pub faults: Option<Faults>,
+    /// Set when the shard's replicas run in separate processes: this process runs one node.
+    pub cluster: Option<Cluster>,
 }
 
 /// Why a Raft group could not start or change.
@@ -51,6 +60,46 @@ pub enum GroupError {
     },
     #[error("{shard}: {message}")]
     Unavailable { shard: Arc<str>, message: String },
+    /// A write or linearizable read reached a node of another process's leader.
+    #[error("{shard}/rep-{node}: node {node} is not the leader{}", leader.as_ref().map(|l| format!(" (the leader is {l})")).unwrap_or_default())]
+    NotLeader {
+        shard: Arc<str>,
+        node: NodeId,
+        leader: Option<String>,
+    },
+}
+
+impl GroupError {
+    fn unavailable(self) -> DispatchError {
+        match self {
+            GroupError::NotLeader {
+                ref shard, node, ..
+            } => DispatchError::Unavailable {
+                replica: format!("{shard}/rep-{node}").into(),
+                message: self.to_string(),
+            },
+            GroupError::Node { ref shard, .. }
+            | GroupError::Config { ref shard, .. }
+            | GroupError::Unavailable { ref shard, .. } => DispatchError::Unavailable {
+                replica: shard.clone(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+/// One node's view of its group, for operators and tests (`flotilla.Raft/Status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    /// `Leader`, `Follower`, `Candidate` or `Learner`.
+    pub state: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_applied: u64,
+    pub last_log_index: u64,
+    /// Caught up with the group since it started, and serving reads.
+    pub serving: bool,
 }
 
 /// The runtime every Raft node of the process runs on (openraft needs tokio; the replicas run on
@@ -95,8 +144,20 @@ pub struct RaftGroup {
     acked: AtomicU64,
     in_flight: AtomicUsize,
     closing: std::sync::atomic::AtomicBool,
+    /// Every local node has caught up with the group once (reads wait for it).
+    ready: std::sync::atomic::AtomicBool,
     /// How long a caller waits for a leader before the write fails.
     patience: Duration,
+}
+
+impl std::fmt::Debug for RaftGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftGroup")
+            .field("shard", &self.shard)
+            .field("nodes", &self.members())
+            .field("cluster", &self.spec.cluster)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RaftGroup {
@@ -117,8 +178,22 @@ impl RaftGroup {
                 message,
             })?;
         let patience = (spec.settings.election_timeout * 20).max(Duration::from_secs(10));
+        let ids: Vec<NodeId> = match &spec.cluster {
+            Some(c) if replicas.len() == 1 => vec![c.me],
+            Some(_) => {
+                return Err(GroupError::Config {
+                    shard,
+                    message: format!("a replica process runs one node, not {}", replicas.len()),
+                });
+            }
+            None => (0..replicas.len() as NodeId).collect(),
+        };
+        let net = match &spec.cluster {
+            Some(c) => Network::spanning(c.clone()),
+            None => Network::new(),
+        };
         let group = Arc::new(RaftGroup {
-            net: Network::new(),
+            net,
             config: Arc::new(config),
             linearizable: spec.linearizable.iter().cloned().collect(),
             spec,
@@ -129,13 +204,17 @@ impl RaftGroup {
             acked: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             closing: std::sync::atomic::AtomicBool::new(false),
+            ready: std::sync::atomic::AtomicBool::new(false),
             patience,
         });
         group.net.set_faults(group.spec.faults);
-        for (i, addr) in replicas.iter().enumerate() {
-            group.start_node(i as NodeId, addr.clone()).await?;
+        for (&id, addr) in ids.iter().zip(&replicas) {
+            group.start_node(id, addr.clone()).await?;
         }
-        let ids: BTreeSet<NodeId> = (0..replicas.len() as NodeId).collect();
+        let members: BTreeSet<NodeId> = match &group.spec.cluster {
+            Some(c) => c.peers.keys().copied().collect(),
+            None => ids.iter().copied().collect(),
+        };
         let mut fresh = true;
         for raft in group.rafts() {
             if raft
@@ -146,22 +225,33 @@ impl RaftGroup {
                 fresh = false;
             }
         }
-        if fresh {
-            let members: BTreeMap<NodeId, BasicNode> =
-                ids.iter().map(|&i| (i, group.basic_node(i))).collect();
+        // The lowest node forms a new group; in a group spanning processes the others wait to
+        // hear from it.
+        let former = members.first().copied().unwrap_or(0);
+        if fresh && ids.contains(&former) {
+            let nodes: BTreeMap<NodeId, BasicNode> =
+                members.iter().map(|&i| (i, group.basic_node(i))).collect();
             let first = group
-                .raft(0)
+                .raft(former)
                 .ok_or_else(|| group.unavailable("no replica"))?;
             first
-                .initialize(members)
+                .initialize(nodes)
                 .await
                 .map_err(|e| group.unavailable(e))?;
-            tracing::info!(shard = %group.shard, replicas = ids.len(), "raft group formed");
+            tracing::info!(shard = %group.shard, replicas = members.len(), "raft group formed");
+        } else if fresh {
+            tracing::info!(shard = %group.shard, node = ?ids, "waiting for node {former} to form the raft group");
         } else {
             tracing::info!(shard = %group.shard, "raft group recovered from the workspace");
         }
-        group.set_voters(ids).await?;
-        group.wait_caught_up(None).await?;
+        if group.spec.cluster.is_some() {
+            // The peers may not be up yet: catch up in the background; reads wait for it.
+            group.spawn_catch_up();
+        } else {
+            group.set_voters(members).await?;
+            group.wait_caught_up(None).await?;
+            group.ready.store(true, Ordering::Release);
+        }
         if snapshots {
             group.spawn_snapshot_timer();
         }
@@ -176,7 +266,98 @@ impl RaftGroup {
     }
 
     fn basic_node(&self, id: NodeId) -> BasicNode {
-        BasicNode::new(format!("{}/rep-{id}", self.shard))
+        match self.spec.cluster.as_ref().and_then(|c| c.peers.get(&id)) {
+            Some(address) => BasicNode::new(address),
+            None => BasicNode::new(format!("{}/rep-{id}", self.shard)),
+        }
+    }
+
+    /// The leader a local node knows of, if it is in another process.
+    fn remote_leader(&self) -> Option<GroupError> {
+        let (_, address) = self.leader_elsewhere()?;
+        Some(GroupError::NotLeader {
+            shard: self.shard.clone(),
+            node: self.spec.cluster.as_ref()?.me,
+            leader: Some(address),
+        })
+    }
+
+    /// The address of node `id` in a group spanning processes.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.spec.cluster.as_ref()?.peers.get(&id).cloned()
+    }
+
+    /// Serves a Raft message that arrived from another process for local node `to`.
+    pub async fn receive(&self, to: NodeId, rpc: Rpc, body: &[u8]) -> Result<Vec<u8>, String> {
+        if rpc == Rpc::Write {
+            let answer = self.serve_forwarded(to, body).await;
+            return postcard::to_stdvec(&answer).map_err(|e| e.to_string());
+        }
+        self.net.receive(to, rpc, body).await
+    }
+
+    /// Each local node's view of the group.
+    pub fn status(&self) -> Vec<NodeStatus> {
+        self.nodes()
+            .iter()
+            .map(|(&id, n)| {
+                let m = n.raft.metrics();
+                let m = m.borrow();
+                NodeStatus {
+                    id,
+                    state: format!("{:?}", m.state),
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    last_applied: m.last_applied.map_or(0, |l| l.index),
+                    last_log_index: m.last_log_index.unwrap_or(0),
+                    serving: n.serving,
+                }
+            })
+            .collect()
+    }
+
+    /// In a group spanning processes: waits (in the background) until a leader is known and
+    /// the local node has applied what its log holds, then serves reads.
+    fn spawn_catch_up(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        runtime().spawn(async move {
+            let target = loop {
+                let Some(group) = weak.upgrade() else { return };
+                if group.closing.load(Ordering::Acquire) {
+                    return;
+                }
+                let known = group.nodes().values().find_map(|n| {
+                    let m = n.raft.metrics();
+                    let m = m.borrow();
+                    m.current_leader.map(|_| m.last_log_index)
+                });
+                if let Some(target) = known {
+                    break target;
+                }
+                drop(group);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            let Some(group) = weak.upgrade() else { return };
+            let rafts: Vec<(NodeId, Raft)> = group
+                .nodes()
+                .iter()
+                .map(|(id, n)| (*id, n.raft.clone()))
+                .collect();
+            for (id, raft) in rafts {
+                let caught_up = raft
+                    .wait(Some(group.patience))
+                    .applied_index_at_least(target, "caught up")
+                    .await;
+                if let Err(e) = caught_up {
+                    tracing::warn!(shard = %group.shard, node = id, "serving before catching up: {e}");
+                }
+                if let Some(n) = group.nodes().get_mut(&id) {
+                    n.serving = true;
+                }
+            }
+            group.ready.store(true, Ordering::Release);
+            tracing::info!(shard = %group.shard, "raft node caught up; serving");
+        });
     }
 
     fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Node>> {
@@ -236,11 +417,16 @@ impl RaftGroup {
         })
     }
 
+    /// The local leader, waiting for one to be elected; in a group spanning processes, "not
+    /// the leader" as soon as the leader is known to be another process's node.
     async fn wait_leader(&self) -> Result<(NodeId, Raft), GroupError> {
         let deadline = Instant::now() + self.patience;
         loop {
             if let Some(l) = self.leader_node() {
                 return Ok(l);
+            }
+            if let Some(elsewhere) = self.remote_leader() {
+                return Err(elsewhere);
             }
             if Instant::now() > deadline {
                 return Err(self.unavailable(format!("no leader within {:?}", self.patience)));
@@ -333,6 +519,10 @@ impl RaftGroup {
     /// a read sees them whichever replica serves it. A replica that lags for longer than an
     /// election timeout (cut off, or failing) is not waited for.
     pub async fn settle(self: &Arc<Self>) {
+        let deadline = Instant::now() + self.patience;
+        while !self.ready.load(Ordering::Acquire) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let target = self.acked.load(Ordering::Acquire);
         if target == 0 || self.lagging(target).is_empty() {
             return;
@@ -340,7 +530,11 @@ impl RaftGroup {
         let me = self.clone();
         let _ = runtime()
             .spawn(async move {
-                let limit = me.spec.settings.election_timeout;
+                // A follower in another process may wait out a replication backoff too.
+                let limit = match me.spec.cluster {
+                    Some(_) => me.spec.settings.election_timeout * 4,
+                    None => me.spec.settings.election_timeout,
+                };
                 for raft in me.lagging(target) {
                     let _ = raft
                         .wait(Some(limit))
@@ -405,50 +599,126 @@ impl RaftGroup {
             replica: self.shard.clone(),
             message: format!("the request could not be logged: {e}"),
         })?;
+        let token = match &self.spec.cluster {
+            // Callers in other processes retry a write whose answer they lost with the same
+            // request id: it is the write's identity.
+            Some(_) if !req.id.is_empty() => request_token(&req.id),
+            _ => self.tokens.fetch_add(1, Ordering::Relaxed),
+        };
         let write = Write {
             request: bytes,
-            token: self.tokens.fetch_add(1, Ordering::Relaxed),
+            token,
         };
         let deadline = Instant::now() + self.patience;
         loop {
-            let (id, leader) =
-                self.wait_leader()
-                    .await
-                    .map_err(|e| DispatchError::Unavailable {
-                        replica: self.shard.clone(),
-                        message: e.to_string(),
-                    })?;
-            match leader.client_write(write.clone()).await {
-                Ok(resp) => {
-                    self.acked.fetch_max(resp.log_id.index, Ordering::AcqRel);
-                    return match resp.data {
-                        Applied::Done(done) => Ok(*done),
-                        Applied::Failed {
-                            replica,
-                            name,
-                            message,
-                        } => Err(DispatchError::Executor {
-                            replica: replica.into(),
-                            error: crate::executor::ExecutorError { name, message },
-                        }),
-                        Applied::Duplicate | Applied::Nothing => Ok(req),
-                    };
+            let late = Instant::now() > deadline;
+            if let Some((id, leader)) = self.leader_node() {
+                match leader.client_write(write.clone()).await {
+                    Ok(resp) => return self.answer(req, resp.log_id.index, resp.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
+                    | Err(RaftError::Fatal(_))
+                        if !late =>
+                    {
+                        tracing::debug!(shard = %self.shard, node = id, "leader changed under a write; retrying");
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(e) => {
+                        return Err(DispatchError::Unavailable {
+                            replica: format!("{}/rep-{id}", self.shard).into(),
+                            message: format!("not the leader: {e}"),
+                        });
+                    }
                 }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
-                | Err(RaftError::Fatal(_))
-                    if Instant::now() < deadline =>
-                {
-                    tracing::debug!(shard = %self.shard, node = id, "leader changed under a write; retrying");
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+            } else if let Some((leader, address)) = self.leader_elsewhere() {
+                // Forwarded to the leader's process; if it is gone, wait for the next leader.
+                match self.forward(leader, &address, &write).await {
+                    Ok((index, applied)) => return self.answer(req, index, applied),
+                    Err(e) if !late => {
+                        tracing::debug!(shard = %self.shard, "forwarding a write to {address}: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => {
+                        return Err(DispatchError::Unavailable {
+                            replica: self.shard.clone(),
+                            message: format!("the leader at {address} did not take a write: {e}"),
+                        });
+                    }
                 }
-                Err(e) => {
-                    return Err(DispatchError::Unavailable {
-                        replica: format!("{}/rep-{id}", self.shard).into(),
-                        message: format!("not the leader: {e}"),
-                    });
-                }
+            } else if late {
+                return Err(DispatchError::Unavailable {
+                    replica: self.shard.clone(),
+                    message: format!("no leader within {:?}", self.patience),
+                });
+            } else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+    }
+
+    /// The caller's answer to a write committed at `index` that applied as `applied` on the
+    /// leader.
+    fn answer(&self, req: Request, index: u64, applied: Applied) -> Result<Request, DispatchError> {
+        self.acked.fetch_max(index, Ordering::AcqRel);
+        match applied {
+            Applied::Done(done) => Ok(*done),
+            Applied::Failed {
+                replica,
+                name,
+                message,
+            } => Err(DispatchError::Executor {
+                replica: replica.into(),
+                error: crate::executor::ExecutorError { name, message },
+            }),
+            Applied::Duplicate | Applied::Nothing => Ok(req),
+        }
+    }
+
+    /// The leader, when it is a node of another process: its id and address.
+    fn leader_elsewhere(&self) -> Option<(NodeId, String)> {
+        let cluster = self.spec.cluster.as_ref()?;
+        let leader = self
+            .raft(cluster.me)?
+            .metrics()
+            .borrow()
+            .current_leader
+            .filter(|&l| l != cluster.me)?;
+        Some((leader, cluster.peers.get(&leader)?.clone()))
+    }
+
+    /// Sends a write to the leader's process; answers with its log index and what it applied
+    /// as.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        address: &str,
+        write: &Write,
+    ) -> Result<(u64, Applied), String> {
+        let cluster = self.spec.cluster.as_ref().ok_or("not a cluster")?;
+        let body = postcard::to_stdvec(write).map_err(|e| e.to_string())?;
+        let reply = cluster
+            .transport
+            .send(address, leader, Rpc::Write, body, self.patience)
+            .await?;
+        let answer: Result<(u64, Applied), String> =
+            postcard::from_bytes(&reply).map_err(|e| format!("a malformed answer: {e}"))?;
+        answer
+    }
+
+    /// Serves a write forwarded by a follower of another process: logged if this node leads.
+    async fn serve_forwarded(&self, to: NodeId, body: &[u8]) -> Result<(u64, Applied), String> {
+        let write: Write =
+            postcard::from_bytes(body).map_err(|e| format!("a malformed write: {e}"))?;
+        let raft = self
+            .raft(to)
+            .ok_or_else(|| format!("node {to} is not running"))?;
+        let resp = raft.client_write(write).await.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                format!("node {to} is not the leader")
+            }
+            e => e.to_string(),
+        })?;
+        self.acked.fetch_max(resp.log_id.index, Ordering::AcqRel);
+        Ok((resp.log_id.index, resp.data))
     }
 
     /// A linearizable read: the leader confirms it still leads (read index), waits until it has
@@ -459,13 +729,7 @@ impl RaftGroup {
             .spawn(async move {
                 let deadline = Instant::now() + me.patience;
                 loop {
-                    let (id, leader) =
-                        me.wait_leader()
-                            .await
-                            .map_err(|e| DispatchError::Unavailable {
-                                replica: me.shard.clone(),
-                                message: e.to_string(),
-                            })?;
+                    let (id, leader) = me.wait_leader().await.map_err(GroupError::unavailable)?;
                     match leader.ensure_linearizable().await {
                         Ok(_) => {
                             let Some(addr) = me.nodes().get(&id).map(|n| n.replica.clone()) else {
@@ -613,7 +877,10 @@ async fn probe_snapshots(
     let Some(first) = replicas.first() else {
         return Ok(false);
     };
-    let dir = spec.root.join("snapshot-probe");
+    // Replica processes may share a workspace: each probes in a directory of its own.
+    let dir = spec
+        .root
+        .join(format!("snapshot-probe-{}", std::process::id()));
     super::snapshot::fresh_dir(&dir).map_err(|e| GroupError::Unavailable {
         shard: shard.clone(),
         message: e.to_string(),
@@ -624,6 +891,16 @@ async fn probe_snapshots(
         tracing::warn!(shard = %shard, "the Executor does not implement snapshot()/restore(): the Raft log is never compacted");
     }
     Ok(ok)
+}
+
+/// The token of a write with request id `id` (FNV-1a; never 0, which means "no token").
+fn request_token(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
 }
 
 /// A start for write tokens that differs between runs, so tokens of an earlier run that are

@@ -5,7 +5,9 @@
 //! - [`log_store`]: the durable log (entries, vote, committed) under the workspace.
 //! - [`state_machine`]: a node's state machine: its replica's Executor.
 //! - [`snapshot`]: Executor snapshots packed, shipped and stored.
-//! - [`network`]: how in-process nodes talk (with fault injection for tests).
+//! - [`network`]: how nodes talk: in-process calls (with fault injection for tests), or
+//!   through a [`transport`] to nodes in other processes.
+//! - [`transport`]: the seam to a network transport (flotilla's gRPC one).
 //! - [`group`]: a shard's nodes together: start, recover, write, read, stop, restart, scale.
 
 pub mod group;
@@ -14,8 +16,10 @@ pub mod network;
 pub mod settings;
 pub mod snapshot;
 pub mod state_machine;
+pub mod transport;
 pub mod types;
 
 pub use group::{GroupError, RaftGroup, RaftSpec};
 pub use network::Faults;
 pub use settings::RaftSettings;
+pub use transport::{Cluster, Rpc, Transport};

@@ -1,19 +1,23 @@
-//! How the nodes of an in-process stateful shard talk: straight calls on each other's `Raft`
-//! handle, through a table that can take a node off the network (stopped, or cut off) and,
-//! for tests, delay or drop messages with a seeded random source.
+//! How the nodes of a stateful shard talk: straight calls on each other's `Raft` handle when
+//! they run in this process, through a table that can take a node off the network (stopped,
+//! or cut off) and, for tests, delay or drop messages with a seeded random source; encoded
+//! messages through a [`Transport`] to nodes in other processes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::BasicNode;
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 
+use super::transport::{Cluster, Rpc};
 use super::types::{NodeId, TypeConfig};
 
 /// A running node's handle.
@@ -34,6 +38,8 @@ pub struct Faults {
 pub struct Network {
     nodes: RwLock<HashMap<NodeId, Raft>>,
     faults: Mutex<Option<(Faults, u64)>>,
+    /// The nodes of other processes, when the shard spans processes.
+    cluster: Option<Cluster>,
 }
 
 /// Why a message did not arrive.
@@ -48,6 +54,21 @@ enum Lost {
 impl Network {
     pub fn new() -> Arc<Network> {
         Arc::new(Network::default())
+    }
+
+    /// A network whose nodes that are not in this process are reached through
+    /// `cluster.transport`.
+    pub fn spanning(cluster: Cluster) -> Arc<Network> {
+        Arc::new(Network {
+            cluster: Some(cluster),
+            ..Network::default()
+        })
+    }
+
+    /// Serves a message that arrived from another process for local node `to`.
+    pub async fn receive(&self, to: NodeId, rpc: Rpc, body: &[u8]) -> Result<Vec<u8>, String> {
+        let raft = self.node(to).map_err(|e| e.to_string())?;
+        super::transport::receive(&raft, rpc, body).await
     }
 
     /// Puts a node on the network (replacing an earlier incarnation).
@@ -69,6 +90,11 @@ impl Network {
     /// Turns fault injection on (or off with `None`).
     pub fn set_faults(&self, faults: Option<Faults>) {
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults.map(|f| (f, f.seed.max(1)));
+    }
+
+    /// Whether `id` runs in another process.
+    fn is_remote(&self, id: NodeId) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.me != id)
     }
 
     fn node(&self, id: NodeId) -> Result<Raft, Lost> {
@@ -142,8 +168,13 @@ impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        if self.net.is_remote(self.to) {
+            return self
+                .remote(Rpc::AppendEntries, &rpc, option.hard_ttl())
+                .await;
+        }
         let raft = self.reach().await?;
         raft.append_entries(rpc)
             .await
@@ -153,8 +184,13 @@ impl RaftNetwork<TypeConfig> for Connection {
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        if self.net.is_remote(self.to) {
+            return self
+                .remote(Rpc::InstallSnapshot, &rpc, option.hard_ttl())
+                .await;
+        }
         let raft = self.reach().await?;
         raft.install_snapshot(rpc)
             .await
@@ -164,8 +200,11 @@ impl RaftNetwork<TypeConfig> for Connection {
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
+        if self.net.is_remote(self.to) {
+            return self.remote(Rpc::Vote, &rpc, option.hard_ttl()).await;
+        }
         let raft = self.reach().await?;
         raft.vote(rpc)
             .await
@@ -174,6 +213,40 @@ impl RaftNetwork<TypeConfig> for Connection {
 }
 
 impl Connection {
+    /// Sends a message to a node of another process and decodes its answer.
+    async fn remote<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let Some(cluster) = &self.net.cluster else {
+            return Err(RPCError::Unreachable(Unreachable::new(&Lost::Down(
+                self.to,
+            ))));
+        };
+        let Some(address) = cluster.peers.get(&self.to) else {
+            return Err(RPCError::Unreachable(Unreachable::new(&Lost::Down(
+                self.to,
+            ))));
+        };
+        let body =
+            postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = cluster
+            .transport
+            .send(address, self.to, rpc, body, ttl)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
+        let answer: Result<Resp, RaftError<NodeId, E>> =
+            postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+
     async fn reach<E: std::error::Error>(
         &self,
     ) -> Result<Raft, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
