@@ -379,15 +379,17 @@ impl Inner {
 
     fn save_vote(&self, vote: Vote<NodeId>) -> Result<(), LogStoreError> {
         self.guarded(|_| {
-            write_small(&self.dir, VOTE, &vote)?;
+            write_small(&self.dir, VOTE, &vote, Sync::Yes)?;
             self.mem_mut()?.vote = Some(vote);
             Ok(())
         })
     }
 
+    /// Not synced: the committed index only saves a restarted node from waiting for a leader
+    /// before it re-applies its log; a stale or lost one is re-learned from the leader.
     fn save_committed(&self, committed: Option<LogId<NodeId>>) -> Result<(), LogStoreError> {
         self.guarded(|_| {
-            write_small(&self.dir, COMMITTED, &committed)?;
+            write_small(&self.dir, COMMITTED, &committed, Sync::No)?;
             self.mem_mut()?.committed = committed;
             Ok(())
         })
@@ -411,7 +413,7 @@ impl Inner {
             if self.mem()?.purged.is_some_and(|p| p.index >= log_id.index) {
                 return Ok(());
             }
-            write_small(&self.dir, PURGED, &log_id)?;
+            write_small(&self.dir, PURGED, &log_id, Sync::Yes)?;
             let live = {
                 let mut mem = self.mem_mut()?;
                 mem.purged = Some(log_id);
@@ -628,7 +630,20 @@ fn read_small<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, 
 }
 
 /// Replaces `dir/name` atomically and durably with `[u32 crc32 LE][postcard(value)]`.
-fn write_small<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), LogStoreError> {
+/// Whether a small file is made durable before it is in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Yes,
+    No,
+}
+
+/// Replaces `dir/name` atomically (write to a temporary file, rename over).
+fn write_small<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+    sync: Sync,
+) -> Result<(), LogStoreError> {
     let payload = postcard::to_stdvec(value)?;
     let mut bytes = Vec::with_capacity(4 + payload.len());
     bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -637,6 +652,10 @@ fn write_small<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Lo
     let path = dir.join(name);
     let mut file = File::create(&tmp).map_err(io_error("creating", &tmp))?;
     file.write_all(&bytes).map_err(io_error("writing", &tmp))?;
+    if sync == Sync::No {
+        drop(file);
+        return fs::rename(&tmp, &path).map_err(io_error("renaming over", &path));
+    }
     file.sync_all().map_err(io_error("syncing", &tmp))?;
     drop(file);
     fs::rename(&tmp, &path).map_err(io_error("renaming over", &path))?;
@@ -690,10 +709,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
+    /// The saved committed index, but never past the last entry on disk: the `committed` file
+    /// is not synced, so after a crash it may name entries whose unsynced tail was lost. The
+    /// entries that survived are a prefix of the committed log, hence committed themselves.
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
         self.inner
             .mem()
-            .map(|mem| mem.committed)
+            .map(|mem| {
+                let last = mem
+                    .entries
+                    .last_key_value()
+                    .map(|(_, e)| e.log_id)
+                    .or(mem.purged);
+                match (mem.committed, last) {
+                    (Some(c), Some(l)) if c.index > l.index => Some(l),
+                    (Some(_), None) => None,
+                    (c, _) => c,
+                }
+            })
             .map_err(|e| StorageIOError::read(&e).into())
     }
 
@@ -947,6 +980,28 @@ mod tests {
         assert_eq!(
             reader.try_get_log_entries(2..4).await.expect("read"),
             writes(1, 2..=3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_committed_index_past_the_surviving_log_reads_as_its_last_entry() {
+        // The `committed` file is not synced: after a crash it may be ahead of the log's tail.
+        let dir = TempDir::new().expect("temp dir");
+        {
+            let mut store = open(&dir);
+            store
+                .blocking_append(writes(1, 1..=5))
+                .await
+                .expect("append");
+            store
+                .save_committed(Some(log_id(1, 8)))
+                .await
+                .expect("save committed");
+        }
+        let mut store = open(&dir);
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 5))
         );
     }
 
