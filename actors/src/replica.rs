@@ -42,6 +42,17 @@ impl Message for Apply {
     type Result = ();
 }
 
+/// A committed Raft write as it was logged (a postcard-encoded [`Request`]): decoded on the
+/// replica's own thread, then applied like [`Apply`].
+pub(crate) struct ApplyEncoded {
+    pub request: Vec<u8>,
+    pub reply: oneshot::Sender<Result<Request, DispatchError>>,
+}
+
+impl Message for ApplyEncoded {
+    type Result = ();
+}
+
 /// Writes the Executor's state into a directory (`Executor::snapshot`).
 #[derive(Message)]
 #[rtype(result = "Result<(), ExecutorError>")]
@@ -302,6 +313,29 @@ impl Handler<Apply> for ReplicaActor {
 
     fn handle(&mut self, msg: Apply, ctx: &mut Self::Context) {
         self.run(msg.request, Reply::Direct(msg.reply), ctx);
+    }
+}
+
+impl Handler<ApplyEncoded> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyEncoded, ctx: &mut Self::Context) {
+        match postcard::from_bytes::<Request>(&msg.request) {
+            Ok(request) => {
+                self.run(request, Reply::Direct(msg.reply), ctx);
+            }
+            // The same bytes fail the same way on every replica: the entry counts as applied,
+            // with this error, everywhere.
+            Err(e) => {
+                let _ = msg.reply.send(Err(DispatchError::Executor {
+                    replica: self.ctx.runtime_name.clone(),
+                    error: ExecutorError::named(
+                        "RaftError",
+                        format!("a logged write could not be decoded: {e}"),
+                    ),
+                }));
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The state machine of one node: its replica's Executor. Committed writes are sent to the
-//! replica actor in log order and awaited one by one, so every replica applies the same writes
-//! in the same order, each once; snapshots are the Executor's own `snapshot(dir)` files.
+//! replica actor in log order (a batch at once; the replica's mailbox keeps the order and it
+//! decodes each on its own thread), so every replica applies the same writes in the same order,
+//! each once; snapshots are the Executor's own `snapshot(dir)` files.
 //!
 //! Exactly once across leader changes: a write carries a token, and the tokens of recently
 //! applied writes are remembered (and kept in snapshots), so a write that a caller retried after
@@ -23,7 +24,7 @@ use tokio::sync::oneshot;
 use super::snapshot::{self, Meta};
 use super::types::{Applied, Entry, NodeId, StorageError, TypeConfig};
 use crate::dispatch::DispatchError;
-use crate::replica::{Apply, ReplicaActor, Restore, Snapshot as TakeSnapshot};
+use crate::replica::{ApplyEncoded, ReplicaActor, Restore, Snapshot as TakeSnapshot};
 use crate::request::Request;
 
 /// How many applied write tokens are remembered for de-duplication.
@@ -133,14 +134,12 @@ impl StateMachine {
         Ok(())
     }
 
-    async fn apply_write(&mut self, request: &[u8], token: u64) -> Result<Applied, StorageError> {
-        if token != 0 && !self.tokens.insert(token) {
-            return Ok(Applied::Duplicate);
-        }
-        let request: Request = postcard::from_bytes(request).map_err(sm_err)?;
-        let (tx, rx) = oneshot::channel();
-        self.replica.do_send(Apply { request, reply: tx });
-        match rx.await {
+    /// What applying a write sent to the replica came to.
+    fn outcome(
+        &self,
+        answer: Result<Result<Request, DispatchError>, oneshot::error::RecvError>,
+    ) -> Result<Applied, StorageError> {
+        match answer {
             Ok(Ok(done)) => Ok(Applied::Done(Box::new(done))),
             Ok(Err(DispatchError::Executor { replica, error })) => Ok(Applied::Failed {
                 replica: replica.to_string(),
@@ -158,6 +157,12 @@ impl StateMachine {
     }
 }
 
+/// An entry on its way through the replica.
+enum Pending {
+    Ready(Applied),
+    Sent(oneshot::Receiver<Result<Request, DispatchError>>),
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Builder;
 
@@ -172,17 +177,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut out = Vec::new();
+        // Every write of the batch goes to the replica's mailbox at once (it decodes and
+        // applies them in order, one at a time), then the answers are collected in order.
+        let mut pending = Vec::new();
         for entry in entries {
-            let applied = match &entry.payload {
-                EntryPayload::Blank => Applied::Nothing,
-                EntryPayload::Normal(w) => self.apply_write(&w.request, w.token).await?,
+            let p = match entry.payload {
+                EntryPayload::Blank => Pending::Ready(Applied::Nothing),
+                EntryPayload::Normal(w) if w.token != 0 && !self.tokens.insert(w.token) => {
+                    Pending::Ready(Applied::Duplicate)
+                }
+                EntryPayload::Normal(w) => {
+                    let (tx, rx) = oneshot::channel();
+                    self.replica.do_send(ApplyEncoded {
+                        request: w.request,
+                        reply: tx,
+                    });
+                    Pending::Sent(rx)
+                }
                 EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    Applied::Nothing
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Pending::Ready(Applied::Nothing)
                 }
             };
-            self.last_applied = Some(entry.log_id);
+            pending.push((entry.log_id, p));
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for (log_id, p) in pending {
+            let applied = match p {
+                Pending::Ready(a) => a,
+                Pending::Sent(rx) => self.outcome(rx.await)?,
+            };
+            self.last_applied = Some(log_id);
             out.push(applied);
         }
         Ok(out)
