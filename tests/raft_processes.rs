@@ -319,3 +319,59 @@ async fn a_write_sent_to_a_follower_is_forwarded_to_the_leader() {
         assert_eq!((count, present.len()), (10, 10), "{a}");
     }
 }
+
+#[test]
+fn bad_replica_process_flags_are_refused_before_anything_starts() {
+    let ws = tempfile::tempdir().expect("a workspace");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["executor", "--uses", "ExactNNIndexer", "--stateful"])
+            .args(args)
+            .output()
+            .expect("the flotilla binary runs");
+        assert!(!out.status.success(), "{args:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let ws = ws.path().to_str().expect("a UTF-8 path");
+    let err = run(&[
+        "--replica-id",
+        "3",
+        "--peer-ports",
+        "5001,5002,5003",
+        "--workspace",
+        ws,
+    ]);
+    assert!(err.contains("--replica-id 3"), "{err}");
+    let err = run(&[
+        "--replica-id",
+        "0",
+        "--peer-ports",
+        "5001,5002,5003",
+        "--peer-hosts",
+        "a,b",
+        "--workspace",
+        ws,
+    ]);
+    assert!(err.contains("--peer-hosts"), "{err}");
+    let err = run(&["--replica-id", "0", "--peer-ports", "5001,5002,5003"]);
+    assert!(
+        err.contains("workspace"),
+        "a stateful replica needs a workspace: {err}"
+    );
+    let err = run(&[
+        "--replica-id",
+        "0",
+        "--peer-ports",
+        "5001,5002,5003",
+        "--workspace",
+        ws,
+        "--raft-configuration",
+        r#"{"election_timout": 100}"#,
+    ]);
+    assert!(err.contains("election_timout"), "{err}");
+    let err = run(&["--workspace", ws]);
+    assert!(
+        err.contains("--replica-id"),
+        "clap asks for the missing flags: {err}"
+    );
+}
