@@ -135,6 +135,8 @@ impl StateMachine {
     }
 
     /// What applying a write sent to the replica came to.
+    // `StorageError` is openraft's, the error type `apply` must return.
+    #[allow(clippy::result_large_err)]
     fn outcome(
         &self,
         answer: Result<Result<Request, DispatchError>, oneshot::error::RecvError>,
