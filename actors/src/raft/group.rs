@@ -338,12 +338,7 @@ impl RaftGroup {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             };
             let Some(group) = weak.upgrade() else { return };
-            let rafts: Vec<(NodeId, Raft)> = group
-                .nodes()
-                .iter()
-                .map(|(id, n)| (*id, n.raft.clone()))
-                .collect();
-            for (id, raft) in rafts {
+            for (id, raft) in group.node_rafts() {
                 let caught_up = raft
                     .wait(Some(group.patience))
                     .applied_index_at_least(target, "caught up")
@@ -366,6 +361,14 @@ impl RaftGroup {
 
     fn rafts(&self) -> Vec<Raft> {
         self.nodes().values().map(|n| n.raft.clone()).collect()
+    }
+
+    /// Each running node's id and handle.
+    fn node_rafts(&self) -> Vec<(NodeId, Raft)> {
+        self.nodes()
+            .iter()
+            .map(|(id, n)| (*id, n.raft.clone()))
+            .collect()
     }
 
     fn raft(&self, id: NodeId) -> Option<Raft> {
@@ -850,12 +853,7 @@ impl RaftGroup {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(group) = weak.upgrade() else { return };
-                let nodes: Vec<(NodeId, Raft)> = group
-                    .nodes()
-                    .iter()
-                    .map(|(id, n)| (*id, n.raft.clone()))
-                    .collect();
-                for (id, raft) in nodes {
+                for (id, raft) in group.node_rafts() {
                     let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
                     if last.get(&id).is_none_or(|&l| l < applied) {
                         last.insert(id, applied);
