@@ -28,8 +28,18 @@ const SCAN_MAX: usize = 32;
 ///
 /// Unlike docarray, whose id map is not extended by appended docs, an id new to the left part
 /// that comes again in a later part is merged into the doc appended first, not appended twice.
+///
+/// The merges of nested DocLists (a query's `matches`) and docs are put off until every part has
+/// been seen (see [`Deferred`]), so each nested list is reduced once, from the lists of all
+/// parts, with one index. Merged part by part, as docarray does, the growing nested list would
+/// be indexed again for each part: O(N²) for N parts.
 pub fn reduce(parts: Vec<DocList>) -> DocList {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let total = parts.iter().map(|p| p.len()).sum();
+    reduce_parts(parts, total)
+}
+
+/// [`reduce`] of `parts`, of `total` docs in all.
+fn reduce_parts(parts: impl IntoIterator<Item = DocList>, total: usize) -> DocList {
     let mut parts = parts.into_iter().filter(|p| !p.is_empty());
     let Some(mut left) = parts.next() else {
         return DocList::new();
@@ -38,9 +48,23 @@ pub fn reduce(parts: Vec<DocList>) -> DocList {
         return left;
     };
     let mut index = IdIndex::build(&left, total);
-    index.merge(&mut left, second);
-    for part in parts {
-        index.merge(&mut left, part);
+    // The merges put off for each doc of `left`; none past the last doc updated (in a level of
+    // matches, where ids seldom recur, usually none at all).
+    let mut deferred: Vec<Deferred> = Vec::new();
+    for part in std::iter::once(second).chain(parts) {
+        for doc in part {
+            let Some(i) = index.position(&left, doc.id()) else {
+                left.push(doc);
+                continue;
+            };
+            if deferred.len() <= i {
+                deferred.resize_with(left.len(), Deferred::new);
+            }
+            update_deferring(&mut left[i], doc, &mut deferred[i]);
+        }
+    }
+    for (doc, deferred) in left.iter_mut().zip(deferred) {
+        deferred.finish(doc);
     }
     left
 }
@@ -57,15 +81,108 @@ pub fn reduce(parts: Vec<DocList>) -> DocList {
 ///
 /// docarray decides by declared field types; flotilla has none, so it decides by value kind.
 /// Tuples are immutable in docarray's model, so a tuple is overwritten like a scalar.
-pub fn update(doc: &mut Doc, mut other: Doc) {
+pub fn update(doc: &mut Doc, other: Doc) {
+    update_all(doc, [other]);
+}
+
+/// [`update`] of `doc` with each of `others` in turn, nested merges put off to the end.
+fn update_all(doc: &mut Doc, others: impl IntoIterator<Item = Doc>) {
+    let mut deferred = Deferred::new();
+    for other in others {
+        update_deferring(doc, other, &mut deferred);
+    }
+    deferred.finish(doc);
+}
+
+/// [`update`], except that merges of nested DocLists and docs are added to `deferred`, to be
+/// done by [`Deferred::finish`] once `doc` has been updated with every doc of its id.
+fn update_deferring(doc: &mut Doc, mut other: Doc, deferred: &mut Deferred) {
     for (name, value) in other.fields_mut() {
         let value = std::mem::take(value);
         if value.is_none() {
             continue;
         }
         match doc.get_mut(name) {
-            Some(slot) => merge_value(slot, value),
+            Some(slot) => merge_value(slot, value, name, deferred),
             None => doc.set(field_name(name), value),
+        }
+    }
+}
+
+/// The merges into nested DocList and doc fields of one doc, put off while the doc is updated
+/// with the other docs of its id, by field name.
+///
+/// Putting them off changes nothing but the cost: a merge keeps the field's kind and tag, which
+/// is all that decides what the next update does with the field, and a field overwritten later
+/// drops what was put off for it, as it would drop the merged value. Done at the end, a nested
+/// list is reduced once from its own list and all the others ([`reduce`] of several parts gives
+/// what reducing them two at a time gives), a nested doc updated with all the others at once.
+struct Deferred(Vec<(Name, Pending)>);
+
+/// What is put off for one field, in update order.
+enum Pending {
+    /// The lists to reduce into the field's own.
+    Lists(Vec<DocList>),
+    /// The docs to update the field with.
+    Docs(Vec<Doc>),
+}
+
+impl Deferred {
+    fn new() -> Self {
+        Deferred(Vec::new())
+    }
+
+    /// What is put off for field `name`, begun with `begin()` if nothing is yet.
+    fn pending(&mut self, name: &str, begin: impl FnOnce() -> Pending) -> &mut Pending {
+        let i = match self.0.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                self.0.push((field_name(name), begin()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// Puts off reducing `list` into the DocList field `name`.
+    fn push_list(&mut self, name: &str, list: DocList) {
+        match self.pending(name, || Pending::Lists(Vec::new())) {
+            Pending::Lists(lists) => lists.push(list),
+            Pending::Docs(_) => unreachable!("a field that changes kind forgets what was put off"),
+        }
+    }
+
+    /// Puts off updating the doc field `name` with `doc`.
+    fn push_doc(&mut self, name: &str, doc: Doc) {
+        match self.pending(name, || Pending::Docs(Vec::new())) {
+            Pending::Docs(docs) => docs.push(doc),
+            Pending::Lists(_) => unreachable!("a field that changes kind forgets what was put off"),
+        }
+    }
+
+    /// Forgets what was put off for field `name`, which was overwritten.
+    fn forget(&mut self, name: &str) {
+        if let Some(i) = self.0.iter().position(|(n, _)| n == name) {
+            self.0.swap_remove(i);
+        }
+    }
+
+    /// Does the merges put off for `doc`.
+    fn finish(self, doc: &mut Doc) {
+        for (name, pending) in self.0 {
+            // Every field with merges put off is in `doc`: fields are never removed.
+            let Some(slot) = doc.get_mut(&name) else {
+                continue;
+            };
+            match (slot.untyped_mut(), pending) {
+                (Value::DocList(a), Pending::Lists(others)) => {
+                    let own = std::mem::take(a);
+                    let total = own.len() + others.iter().map(|l| l.len()).sum::<usize>();
+                    *a = reduce_parts(std::iter::once(own).chain(others), total);
+                }
+                (Value::Doc(a), Pending::Docs(docs)) => update_all(a, docs),
+                _ => unreachable!("a field that changes kind forgets what was put off"),
+            }
         }
     }
 }
@@ -80,15 +197,17 @@ pub fn merge_results(into: &mut Params, from: Params) {
     }
 }
 
-/// Merges `value` (not `None`) into the field value `slot`.
-fn merge_value(slot: &mut Value, value: Value) {
+/// Merges `value` (not `None`) into the value `slot` of field `name`; a merge of DocLists or
+/// docs is put off in `deferred`.
+fn merge_value(slot: &mut Value, value: Value, name: &str, deferred: &mut Deferred) {
     if slot.is_none() || !same_container(slot.untyped(), value.untyped()) {
         *slot = value;
+        deferred.forget(name);
         return;
     }
     match (slot.untyped_mut(), into_untyped(value)) {
-        (Value::DocList(a), Value::DocList(b)) => reduce_into(a, b),
-        (Value::Doc(a), Value::Doc(b)) => update(a, *b),
+        (Value::DocList(_), Value::DocList(b)) => deferred.push_list(name, b),
+        (Value::Doc(_), Value::Doc(b)) => deferred.push_doc(name, *b),
         (Value::List(a), Value::List(b)) => a.extend(b),
         (Value::Set(a), Value::Set(b)) => {
             for item in b {
@@ -121,19 +240,6 @@ fn into_untyped(value: Value) -> Value {
         Value::Typed(t) => into_untyped(t.value),
         v => v,
     }
-}
-
-/// docarray's two-list `reduce(left, right)`, in place on `left`.
-fn reduce_into(left: &mut DocList, right: DocList) {
-    if right.is_empty() {
-        return;
-    }
-    if left.is_empty() {
-        *left = right;
-        return;
-    }
-    let mut index = IdIndex::build(left, left.len() + right.len());
-    index.merge(left, right);
 }
 
 /// A field name for `doc.set`: the common names without allocating.
@@ -210,36 +316,31 @@ impl IdIndex {
         }
     }
 
-    /// Reduces `right` into `left`, the list this index describes.
-    fn merge(&mut self, left: &mut DocList, right: DocList) {
-        for doc in right {
-            match self {
-                IdIndex::Scan => match left.iter().rposition(|d| d.id() == doc.id()) {
-                    Some(i) => update(&mut left[i], doc),
-                    None => left.push(doc),
-                },
-                IdIndex::Map {
-                    state,
-                    slots,
-                    spill,
-                } => match slots.entry(state.hash_one(doc.id())) {
-                    Entry::Vacant(v) => {
-                        v.insert(left.len());
-                        left.push(doc);
+    /// The position of the doc of id `id` in `left`, the list this index describes; `None` for
+    /// an id new to `left`, which is then indexed at `left.len()`: the caller appends its doc.
+    fn position(&mut self, left: &DocList, id: &str) -> Option<usize> {
+        match self {
+            IdIndex::Scan => left.iter().rposition(|d| d.id() == id),
+            IdIndex::Map {
+                state,
+                slots,
+                spill,
+            } => match slots.entry(state.hash_one(id)) {
+                Entry::Vacant(v) => {
+                    v.insert(left.len());
+                    None
+                }
+                Entry::Occupied(o) => {
+                    let i = *o.get();
+                    if left[i].id() == id {
+                        return Some(i);
+                    } else if let Some(&j) = spill.get(id) {
+                        return Some(j);
                     }
-                    Entry::Occupied(o) => {
-                        let i = *o.get();
-                        if left[i].id() == doc.id() {
-                            update(&mut left[i], doc);
-                        } else if let Some(&j) = spill.get(doc.id()) {
-                            update(&mut left[j], doc);
-                        } else {
-                            spill.insert(doc.id().to_owned(), left.len());
-                            left.push(doc);
-                        }
-                    }
-                },
-            }
+                    spill.insert(id.to_owned(), left.len());
+                    None
+                }
+            },
         }
     }
 }
@@ -513,6 +614,61 @@ mod tests {
     }
 
     #[test]
+    fn all_parts_at_once_is_two_at_a_time() {
+        // Shard `s` of 6: each query has matches of its own and a shared match with chunks,
+        // enough to index the matches by map; a nested doc; a field that is a DocList in some
+        // shards and a scalar in others, so merges put off for it are dropped and begun again.
+        let shard = |s: usize| -> DocList {
+            (0..5)
+                .map(|q| {
+                    let shared = Doc::with_id("shared").with(
+                        "chunks",
+                        DocList::from(vec![
+                            Doc::with_id("c").with_tag(format!("s{s}"), true),
+                            Doc::with_id(format!("c{s}")),
+                        ]),
+                    );
+                    let matches: DocList = (0..8)
+                        .map(|m| Doc::with_id(format!("m{s}-{m}")).with_score("cosine", 0.5))
+                        .chain([shared])
+                        .collect();
+                    let flip = if (s + q) % 3 == 2 {
+                        Value::Int(s as i64)
+                    } else {
+                        DocList::from(Doc::with_id(format!("f{s}"))).into()
+                    };
+                    Doc::with_id(format!("q{q}"))
+                        .with_text(format!("s{s}"))
+                        .with("matches", matches)
+                        .with(
+                            "inner",
+                            Doc::with_id("i").with("chunks", Doc::with_id(format!("ic{s}"))),
+                        )
+                        .with("flip", flip)
+                })
+                .collect()
+        };
+        let parts: Vec<DocList> = (0..6).map(shard).collect();
+        let two_at_a_time = parts
+            .iter()
+            .cloned()
+            .reduce(|acc, p| reduce(vec![acc, p]))
+            .unwrap();
+        let at_once = reduce(parts);
+        assert_eq!(at_once, two_at_a_time);
+        let m = at_once[0].matches().unwrap();
+        assert_eq!(m.len(), 6 * 8 + 1);
+        assert_eq!(
+            m[8].chunks().unwrap().ids(),
+            ["c", "c0", "c1", "c2", "c3", "c4", "c5"]
+        );
+        assert_eq!(at_once[0].get("flip"), Some(&Value::Int(5)));
+        // q2: an int from shards 0 and 3, so shard 2's list is dropped with shard 1's.
+        let flip = at_once[2].get("flip").and_then(Value::as_doc_list).unwrap();
+        assert_eq!(flip.ids(), ["f4", "f5"]);
+    }
+
+    #[test]
     fn duplicate_ids_in_the_left_part_resolve_to_the_last_one() {
         for n in [2, 40] {
             let mut left: DocList = (0..n).map(|i| Doc::with_id(format!("f{i}"))).collect();
@@ -546,11 +702,13 @@ mod tests {
             Doc::with_id("x").with_text("x"),
             Doc::with_id("d0").with_text("0"),
         ]);
-        index.merge(&mut left, right);
-        index.merge(
-            &mut left,
-            DocList::from(Doc::with_id("x").with_tag("again", true)),
-        );
+        let again = Doc::with_id("x").with_tag("again", true);
+        for doc in right.into_iter().chain([again]) {
+            match index.position(&left, doc.id()) {
+                Some(i) => update(&mut left[i], doc),
+                None => left.push(doc),
+            }
+        }
         assert_eq!(left.ids(), ["d0", "d1", "x"]);
         assert_eq!(left.texts(), ["0", "1", "x"]);
         assert_eq!(left[2].tag("again"), Some(&Value::Bool(true)));
