@@ -214,7 +214,7 @@ async fn vector_search_agrees_with_the_bare_loop_in_every_variant_and_mode() {
     assert_eq!(
         vc.variants.len(),
         5,
-        "1 replica, threads=2, 3 replicas, 2 shards, 3 stateful"
+        "1 replica, 1 replica with threads=1, 3 replicas, 2 shards, 3 stateful"
     );
     for variant in &vc.variants {
         for mode in MODES {

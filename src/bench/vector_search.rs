@@ -121,38 +121,40 @@ pub struct RunEnv {
     pub workspace: PathBuf,
 }
 
-/// The variants `flotilla bench vector-search` runs.
+/// The variants `flotilla bench vector-search` runs. `ExactNNIndexer` searches with its
+/// default of a thread per core, except in "1 replica, threads=1".
 pub fn variants() -> Vec<Variant> {
+    let threads = crate::executors::default_threads();
     vec![
         Variant {
             name: "1 replica".into(),
             index: IndexPath::Post,
-            threads: 1,
+            threads,
             configure: |d, _| d,
         },
         Variant {
-            name: format!("1 replica, threads={}", cores().max(2)),
+            name: "1 replica, threads=1".into(),
             index: IndexPath::Post,
-            threads: cores().max(2),
+            threads: 1,
             configure: |d, _| d,
         },
         Variant {
             name: "3 replicas".into(),
             index: IndexPath::PreloadEveryReplica,
-            threads: 1,
+            threads,
             configure: |d, _| d.replicas(3),
         },
         Variant {
             name: "2 shards ALL + MatchMerger".into(),
             index: IndexPath::Post,
-            threads: 1,
+            threads,
             configure: |d, _| d.shards(2).polling("ALL").uses_after("MatchMerger"),
         },
         // `/index` replicated through Raft to every replica (issue 5's benchmark).
         Variant {
             name: "3 stateful replicas (Raft)".into(),
             index: IndexPath::Post,
-            threads: 1,
+            threads,
             configure: |d, env| {
                 d.replicas(3)
                     .stateful(true)

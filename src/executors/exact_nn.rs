@@ -25,7 +25,10 @@
 //!   the same alone, in a batch, scanned by several threads, or on a CPU without AVX2.
 //! - Ties are broken by index order (the earlier indexed doc wins); a NaN score ranks last.
 //! - `/index` is all-or-nothing: every doc is checked before anything is appended.
-//! - A search reads the matrix once per request, whatever the number of queries in it.
+//! - A search reads the matrix once per request, whatever the number of queries in it. A
+//!   request of one query (cosine or dot) reads a bf16 copy of it instead, half the bytes,
+//!   then scores exactly the few rows that can still be in the top k: the same answer, bit for
+//!   bit (see [`coarse`] for why; the copy costs half as much memory again as the matrix).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -33,10 +36,13 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use flotilla_actors::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
+
+mod coarse;
 
 /// Rows per panel: the vector width the kernels are written for (two SSE registers, one AVX
 /// register).
@@ -45,6 +51,30 @@ pub const PANEL: usize = 8;
 /// Below this many row × query scores a search stays on the calling thread even when
 /// `threads > 1`: spawning a thread (~20–50 µs) would cost more than it saves.
 const PAR_MIN_WORK: usize = 50_000;
+
+/// Chunks per searching thread when a search is split: enough that a thread delayed by the
+/// OS holds up little of the search, few enough that each chunk is a long sequential read.
+const CHUNKS_PER_THREAD: usize = 8;
+
+/// Threads of this process scanning an index right now (over every `ExactNNIndexer`): a search
+/// adds helper threads only on the cores left.
+static SCANNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts `n` threads in [`SCANNING`] until dropped (even by a panic).
+struct Scanning(usize);
+
+impl Scanning {
+    fn take(n: usize) -> Self {
+        SCANNING.fetch_add(n, AtomicOrdering::Relaxed);
+        Scanning(n)
+    }
+}
+
+impl Drop for Scanning {
+    fn drop(&mut self) {
+        SCANNING.fetch_sub(self.0, AtomicOrdering::Relaxed);
+    }
+}
 
 /// Panels scored per block: 8 × 8 rows × 128 dims × 4 bytes = 32 KiB, so every query tile of a
 /// batch reads the block from L1/L2 instead of memory.
@@ -109,19 +139,21 @@ pub struct ExactNNConfig {
     pub metric: Metric,
     /// Matches per query when the request's parameters give neither `limit` nor `top_k`.
     pub limit: usize,
-    /// Threads one search may use (the calling thread included). Replicas already search in
-    /// parallel across requests, so the default is 1; 2 halves the latency of one large search.
+    /// Threads one search may use (the calling thread included); default: one per core. A
+    /// search takes extra threads only on cores no other search of the process is using, so a
+    /// lone large search is split over the idle cores (it is memory-bound: its latency nearly
+    /// divides), while replicas searching at once each keep to their own thread.
     pub threads: usize,
 }
 
 impl ExactNNConfig {
-    /// A config with the defaults (cosine, limit 10, one thread).
+    /// A config with the defaults (cosine, limit 10, a thread per core).
     pub fn new(dim: usize) -> Self {
         ExactNNConfig {
             dim,
             metric: Metric::Cosine,
             limit: 10,
-            threads: 1,
+            threads: default_threads(),
         }
     }
 }
@@ -142,8 +174,9 @@ fn default_limit() -> usize {
     10
 }
 
-fn default_threads() -> usize {
-    1
+/// The default `threads`: one per core.
+pub fn default_threads() -> usize {
+    num_cpus::get().max(1)
 }
 
 impl TryFrom<RawConfig> for ExactNNConfig {
@@ -194,6 +227,11 @@ pub struct ExactNNIndexer {
     cfg: ExactNNConfig,
     /// The embeddings in panels (see the module docs); `len.div_ceil(PANEL) * dim` groups.
     panels: Vec<[f32; PANEL]>,
+    /// The same, rounded to bf16, for the coarse pass of a lone query ([`coarse`]).
+    coarse: Vec<[u16; PANEL]>,
+    /// The largest norm of a stored row (infinite once a row is not finite): what bounds the
+    /// coarse pass's error.
+    max_norm: f64,
     ids: Strings,
     texts: Strings,
     has_text: Vec<bool>,
@@ -260,6 +298,8 @@ impl ExactNNIndexer {
         Ok(ExactNNIndexer {
             cfg,
             panels: Vec::new(),
+            coarse: Vec::new(),
+            max_norm: 0.0,
             ids: Strings::default(),
             texts: Strings::default(),
             has_text: Vec::new(),
@@ -297,6 +337,8 @@ impl ExactNNIndexer {
         let groups = new_len.div_ceil(PANEL) * dim;
         self.panels
             .reserve(groups.saturating_sub(self.panels.len()));
+        self.coarse
+            .reserve(groups.saturating_sub(self.coarse.len()));
         let mut row = vec![0.0f32; dim];
         for (doc, v) in req.docs.iter().zip(&vectors) {
             let v: &[f32] = if self.cfg.metric == Metric::Cosine {
@@ -308,13 +350,18 @@ impl ExactNNIndexer {
             let (panel, lane) = (self.len / PANEL, self.len % PANEL);
             if lane == 0 {
                 self.panels.resize(self.panels.len() + dim, [0.0; PANEL]);
+                self.coarse.resize(self.coarse.len() + dim, [0; PANEL]);
             }
-            for (g, &x) in self.panels[panel * dim..(panel + 1) * dim]
+            let groups = panel * dim..(panel + 1) * dim;
+            for ((g, c), &x) in self.panels[groups.clone()]
                 .iter_mut()
+                .zip(&mut self.coarse[groups])
                 .zip(v)
             {
                 g[lane] = x;
+                c[lane] = coarse::to_bf16(x);
             }
+            self.max_norm = self.max_norm.max(norm_of(v));
             self.ids.push(doc.id());
             match doc.text() {
                 Some(t) => {
@@ -377,6 +424,8 @@ impl ExactNNIndexer {
         *self = ExactNNIndexer {
             cfg,
             panels: Vec::new(),
+            coarse: Vec::new(),
+            max_norm: 0.0,
             ids: Strings::default(),
             texts: Strings::default(),
             has_text: Vec::new(),
@@ -448,6 +497,17 @@ impl ExactNNIndexer {
         }
     }
 
+    /// Row `i` as stored (normalised for cosine).
+    #[cfg(test)]
+    fn row(&self, i: usize) -> Vec<f32> {
+        let (panel, lane) = (i / PANEL, i % PANEL);
+        let dim = self.cfg.dim;
+        self.panels[panel * dim..(panel + 1) * dim]
+            .iter()
+            .map(|g| g[lane])
+            .collect()
+    }
+
     /// The best `k` rows for each of the `queries` (`dim` f32s each, already normalised for
     /// cosine), best first.
     fn search_vectors(&self, queries: &[f32], k: usize) -> Vec<Vec<Cand>> {
@@ -457,53 +517,120 @@ impl ExactNNIndexer {
         if nq == 0 || k == 0 {
             return vec![Vec::new(); nq];
         }
-        let panels = self.len.div_ceil(PANEL);
-        let work = self.len.saturating_mul(nq);
-        let parts = if work >= PAR_MIN_WORK {
-            self.cfg.threads.min(panels)
-        } else {
-            1
-        };
-        let per = panels.div_ceil(parts);
-        let scan_part = |p: usize| {
-            let first = (p * per).min(panels);
-            let last = ((p + 1) * per).min(panels);
-            let rows = (last * PANEL).min(self.len).saturating_sub(first * PANEL);
+        if nq == 1
+            && k < self.len
+            && self.cfg.metric != Metric::Euclidean
+            && let Some(window) = coarse::window(queries, self.max_norm)
+        {
+            return vec![self.search_coarse(queries, k, window)];
+        }
+        let mut results = self.in_parts(nq, |first, rows, range| {
             scan(
                 self.cfg.metric,
-                &self.panels[first * dim..last * dim],
+                &self.panels[range],
                 dim,
-                first * PANEL,
+                first,
                 rows,
                 queries,
                 k,
             )
-        };
-        let mut results = if parts == 1 {
-            scan_part(0)
+        });
+        let mut mine = results.remove(0);
+        for theirs in results {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                a.absorb(b);
+            }
+        }
+        mine.iter_mut().map(TopK::take_sorted).collect()
+    }
+
+    /// The best `k` rows for the lone `query` (`k` below the number of rows, cosine or dot),
+    /// through the coarse pass: the full scan's answer, reading half the bytes (see
+    /// [`coarse`]).
+    fn search_coarse(&self, query: &[f32], k: usize, window: f64) -> Vec<Cand> {
+        let passes = self.in_parts(1, |first, rows, range| {
+            coarse::scan(&self.coarse[range], first, rows, query, k, window)
+        });
+        let candidates = coarse::Pass::candidates(passes, k, window);
+        let dim = self.cfg.dim;
+        coarse::rerank(&candidates, k, |i| {
+            let (panel, lane) = (i / PANEL, i % PANEL);
+            // The full scan's arithmetic for one row: a sequential sum in coordinate order.
+            self.panels[panel * dim..(panel + 1) * dim]
+                .iter()
+                .zip(query)
+                .fold(0.0f32, |acc, (g, &q)| DotKernel::step(acc, q, g[lane]))
+        })
+    }
+
+    /// Runs `part(first row, rows, panel groups)` over the whole index, and returns its
+    /// results in index order. When `nq` queries make the work worth it, up to `threads - 1`
+    /// helper threads join in, one per core that no other search of this process is using,
+    /// and the index is cut into chunks that the threads take in turn: a thread the OS sets
+    /// aside (for the gRPC server, say) delays one chunk, not half the search.
+    fn in_parts<T: Send>(
+        &self,
+        nq: usize,
+        part: impl Fn(usize, usize, std::ops::Range<usize>) -> T + Sync,
+    ) -> Vec<T> {
+        let panels = self.len.div_ceil(PANEL);
+        let _mine = Scanning::take(1);
+        let helpers = if self.len.saturating_mul(nq) >= PAR_MIN_WORK {
+            let free = default_threads().saturating_sub(SCANNING.load(AtomicOrdering::Relaxed));
+            (self.cfg.threads - 1)
+                .min(free)
+                .min(panels.saturating_sub(1))
         } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (1..parts)
-                    .map(|p| {
-                        let scan_part = &scan_part;
-                        s.spawn(move || scan_part(p))
-                    })
-                    .collect();
-                let mut mine = scan_part(0);
-                for h in handles {
-                    match h.join() {
-                        Ok(theirs) => {
-                            for (a, b) in mine.iter_mut().zip(theirs) {
-                                a.absorb(b);
-                            }
-                        }
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                }
-                mine
-            })
+            0
         };
-        results.iter_mut().map(TopK::take_sorted).collect()
+        let _theirs = Scanning::take(helpers);
+        self.split(helpers, part)
+    }
+
+    /// [`Self::in_parts`] with `helpers` helper threads, whatever else is running.
+    fn split<T: Send>(
+        &self,
+        helpers: usize,
+        part: impl Fn(usize, usize, std::ops::Range<usize>) -> T + Sync,
+    ) -> Vec<T> {
+        let dim = self.cfg.dim;
+        let panels = self.len.div_ceil(PANEL);
+        let range = |first: usize, last: usize| {
+            let rows = (last * PANEL).min(self.len).saturating_sub(first * PANEL);
+            (first * PANEL, rows, first * dim..last * dim)
+        };
+        if helpers == 0 || panels < 2 {
+            let (first, rows, groups) = range(0, panels);
+            return vec![part(first, rows, groups)];
+        }
+        let chunks = ((helpers + 1) * CHUNKS_PER_THREAD).min(panels);
+        let per = panels.div_ceil(chunks);
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let c = next.fetch_add(1, AtomicOrdering::Relaxed);
+                if c >= chunks {
+                    return done;
+                }
+                let (first, rows, groups) =
+                    range((c * per).min(panels), ((c + 1) * per).min(panels));
+                done.push((c, part(first, rows, groups)));
+            }
+        };
+        let mut all = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..helpers).map(|_| s.spawn(work)).collect();
+            let mut all = work();
+            for h in handles {
+                match h.join() {
+                    Ok(theirs) => all.extend(theirs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            all
+        });
+        all.sort_unstable_by_key(|(c, _)| *c);
+        all.into_iter().map(|(_, t)| t).collect()
     }
 
     fn write_snapshot(&self, w: &mut impl Write) -> std::io::Result<()> {
@@ -606,7 +733,10 @@ impl ExactNNIndexer {
             for (g, b) in groups.iter_mut().zip(bytes.as_chunks::<4>().0) {
                 g[lane] = f32::from_le_bytes(*b);
             }
+            let row: Vec<f32> = groups.iter().map(|g| g[lane]).collect();
+            out.max_norm = out.max_norm.max(norm_of(&row));
         }
+        out.coarse = out.panels.iter().map(|g| g.map(coarse::to_bf16)).collect();
         out.len = len;
         Ok(out)
     }
@@ -653,6 +783,21 @@ impl<R: Read> Bounded<R> {
         let mut b = vec![0u8; n as usize];
         self.read(&mut b)?;
         String::from_utf8(b).map_err(|_| corrupt("a string is not UTF-8"))
+    }
+}
+
+/// The norm of `v`, taken in f64; infinite when `v` is not finite (`f64::max` would skip a
+/// NaN).
+fn norm_of(v: &[f32]) -> f64 {
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm.is_finite() {
+        norm
+    } else {
+        f64::INFINITY
     }
 }
 
@@ -956,6 +1101,15 @@ impl TopK {
         }
     }
 
+    /// The worst kept key, once `k` are kept.
+    fn worst(&self) -> Option<f32> {
+        if self.heap.len() >= self.k {
+            self.heap.peek().map(|c| c.key)
+        } else {
+            None
+        }
+    }
+
     /// Merges the candidates another scan kept (any index range).
     fn absorb(&mut self, other: TopK) {
         for c in other.heap {
@@ -1194,7 +1348,12 @@ mod tests {
         let mut rows = random_rows(&mut rng, 30_001, dim);
         rows.extend(rows.clone()); // ties across the two halves
         let queries = random_rows(&mut rng, 3, dim);
-        let mut one = indexer(dim, Metric::Dot);
+        let mut one = ExactNNIndexer::new(ExactNNConfig {
+            threads: 1,
+            metric: Metric::Dot,
+            ..ExactNNConfig::new(dim)
+        })
+        .expect("config");
         index_all(&mut one, &rows, 10_000);
         let mut two = ExactNNIndexer::new(ExactNNConfig {
             threads: 2,
@@ -1209,6 +1368,137 @@ mod tests {
         let b = hits(&search(&mut two, &queries, p()), Metric::Dot);
         assert_eq!(a, b);
         assert!(a.iter().all(|m| m.len() == 25));
+    }
+
+    /// The full scan's answer for one query: the batch path (two copies of the query in one
+    /// request never take the coarse pass).
+    fn full_scan(ex: &ExactNNIndexer, q: &[f32], k: usize) -> Vec<(u32, usize)> {
+        let both = [q, q].concat();
+        let found = ex.search_vectors(&both, k);
+        found[0].iter().map(|c| (c.key.to_bits(), c.idx)).collect()
+    }
+
+    fn lone(ex: &ExactNNIndexer, q: &[f32], k: usize) -> Vec<(u32, usize)> {
+        let found = ex.search_vectors(q, k);
+        found[0].iter().map(|c| (c.key.to_bits(), c.idx)).collect()
+    }
+
+    #[test]
+    fn the_coarse_pass_of_a_lone_query_gives_the_full_scans_bits() {
+        let mut rng = StdRng::seed_from_u64(17);
+        for metric in [Metric::Cosine, Metric::Dot] {
+            for threads in [1, 2] {
+                for (n, dim) in [(20_011, 37), (3_000, 128), (9, 3)] {
+                    let mut rows = random_rows(&mut rng, n, dim);
+                    // Near-ties the bf16 copy cannot tell apart: copies of rows nudged in
+                    // their last bits, and exact duplicates.
+                    for i in 0..50 {
+                        let mut r = rows[i].clone();
+                        r[0] += 1e-6 * (i as f64);
+                        rows.push(r);
+                        rows.push(rows[i].clone());
+                    }
+                    let mut ex = ExactNNIndexer::new(ExactNNConfig {
+                        threads,
+                        metric,
+                        ..ExactNNConfig::new(dim)
+                    })
+                    .expect("config");
+                    index_all(&mut ex, &rows, 1_000);
+                    let mut queries: Vec<Vec<f32>> = random_rows(&mut rng, 20, dim)
+                        .iter()
+                        .map(|q| q.iter().map(|&x| x as f32).collect())
+                        .collect();
+                    // Queries equal to indexed rows: their own row and its copies tie at the top.
+                    queries.push(ex.row(3));
+                    queries.push(ex.row(n + 1));
+                    for q in &queries {
+                        let q = match metric {
+                            Metric::Cosine => {
+                                let mut out = vec![0.0; dim];
+                                normalise_into(q, &mut out);
+                                out
+                            }
+                            _ => q.clone(),
+                        };
+                        assert!(coarse::window(&q, ex.max_norm).is_some());
+                        for k in [1, 10, 60] {
+                            let k = k.min(ex.len() - 1);
+                            let (a, b) = (lone(&ex, &q, k), full_scan(&ex, &q, k));
+                            assert_eq!(a, b, "{metric:?} threads={threads} {n}x{dim} k={k}");
+                            assert_eq!(a.len(), k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_search_split_over_threads_covers_every_row_once_in_order() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let dim = 16;
+        let rows = random_rows(&mut rng, 10_007, dim);
+        let mut ex = indexer(dim, Metric::Dot);
+        index_all(&mut ex, &rows, 5_000);
+        let q: Vec<f32> = random_rows(&mut rng, 1, dim)[0]
+            .iter()
+            .map(|&x| x as f32)
+            .collect();
+        let window = coarse::window(&q, ex.max_norm).expect("a window");
+        for helpers in [0, 1, 3] {
+            let parts = ex.split(helpers, |first, rows, groups| {
+                assert_eq!(groups.len(), rows.div_ceil(PANEL) * dim);
+                (first, rows)
+            });
+            let mut next = 0;
+            for (first, rows) in &parts {
+                assert_eq!(*first, next);
+                next += rows;
+            }
+            assert_eq!(next, ex.len());
+            assert_eq!(parts.len() > 1, helpers > 0);
+            // The parts' results joined give the single thread's answer, bit for bit.
+            let passes = ex.split(helpers, |first, rows, groups| {
+                coarse::scan(&ex.coarse[groups], first, rows, &q, 10, window)
+            });
+            let got: Vec<usize> = coarse::Pass::candidates(passes, 10, window);
+            let one = ex.split(0, |first, rows, groups| {
+                coarse::scan(&ex.coarse[groups], first, rows, &q, 10, window)
+            });
+            assert_eq!(got, coarse::Pass::candidates(one, 10, window));
+            let tops = ex.split(helpers, |first, rows, groups| {
+                scan(Metric::Dot, &ex.panels[groups], dim, first, rows, &q, 10)
+            });
+            let mut top = TopK::new(10);
+            for mut t in tops {
+                top.absorb(t.remove(0));
+            }
+            let got: Vec<_> = top.take_sorted().iter().map(|c| c.idx).collect();
+            assert_eq!(
+                got,
+                lone(&ex, &q, 10).iter().map(|c| c.1).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn a_lone_query_over_data_without_a_bound_takes_the_full_scan() {
+        let mut ex = indexer(2, Metric::Dot);
+        let docs = vec![
+            Doc::with_id("huge").with_embedding(NdArray::from_f32(vec![1e36, 0.0])),
+            Doc::with_id("one").with_embedding(NdArray::from_f32(vec![1.0, 0.0])),
+            Doc::with_id("inf").with_embedding(NdArray::from_f32(vec![f32::INFINITY, 0.0])),
+            Doc::with_id("neg").with_embedding(NdArray::from_f32(vec![-1.0, 0.0])),
+        ];
+        ex.index(&mut Request::new("/index", DocList::from(docs)), &ctx())
+            .expect("index");
+        assert!(coarse::window(&[1.0, 0.0], ex.max_norm).is_none());
+        let d = search(&mut ex, &[vec![1.0, 0.0]], params(json!({"limit": 3})));
+        assert_eq!(
+            d[0].matches().expect("matches").ids(),
+            vec!["inf", "huge", "one"]
+        );
     }
 
     #[test]
@@ -1400,9 +1690,16 @@ mod tests {
             assert_eq!(back.texts, ex.texts);
             assert_eq!(back.has_text, ex.has_text);
             assert_eq!(back.panels, ex.panels);
+            assert_eq!(back.coarse, ex.coarse);
+            assert_eq!(back.max_norm.to_bits(), ex.max_norm.to_bits());
             assert_eq!(
                 hits(&search(&mut back, &queries, Params::new()), metric),
                 hits(&search(&mut ex, &queries, Params::new()), metric)
+            );
+            // A lone query too (the coarse pass for cosine and dot).
+            assert_eq!(
+                hits(&search(&mut back, &queries[..1], Params::new()), metric),
+                hits(&search(&mut ex, &queries[..1], Params::new()), metric)
             );
         }
         // A mismatching config or a corrupt file is refused and leaves the index as it was.
