@@ -74,27 +74,43 @@ impl Measurement<'_> {
         callers: Vec<C>,
         p: &Progress,
     ) -> Result<(), BenchError> {
-        let (mut callers, _) = closed_loop(callers, self.warmup, self.budget).await?;
-        let m = mode.label();
+        let mut callers = self.warm(callers).await?;
         for i in 0..self.repeats {
-            p.step(format!(
-                "{}: {variant}, {m} ({}/{})",
-                self.scenario,
-                i + 1,
-                self.repeats
-            ));
-            let (back, mut run) = closed_loop(callers, self.posts, self.budget).await?;
+            p.step(self.step(variant, mode, i));
+            let (back, run) = closed_loop(callers, self.posts, self.budget).await?;
             callers = back;
-            rec.add(variant, m, "throughput", "posts/s", run.posts_per_s());
-            for &pct in self.percentiles {
-                let name = format!("latency p{pct}");
-                rec.add(variant, m, &name, "µs", run.percentile_us(pct));
-            }
-            let answered = run.posts as u64;
-            rec.check(variant, m, self.checked, answered, answered);
+            self.record(rec, variant, mode, run);
             p.done();
         }
         Ok(())
+    }
+
+    /// Makes the warm-up calls and gives the callers back.
+    pub async fn warm<C: Caller>(&self, callers: Vec<C>) -> Result<Vec<C>, BenchError> {
+        Ok(closed_loop(callers, self.warmup, self.budget).await?.0)
+    }
+
+    /// The progress line of repeat `i` of `variant`.
+    pub fn step(&self, variant: &str, mode: Mode, i: usize) -> String {
+        format!(
+            "{}: {variant}, {} ({}/{})",
+            self.scenario,
+            mode.label(),
+            i + 1,
+            self.repeats
+        )
+    }
+
+    /// Records what one measured run gave: throughput, the latency percentiles, the check.
+    pub fn record(&self, rec: &mut Recorder, variant: &str, mode: Mode, mut run: LoadRun) {
+        let m = mode.label();
+        rec.add(variant, m, "throughput", "posts/s", run.posts_per_s());
+        for &pct in self.percentiles {
+            let name = format!("latency p{pct}");
+            rec.add(variant, m, &name, "µs", run.percentile_us(pct));
+        }
+        let answered = run.posts as u64;
+        rec.check(variant, m, self.checked, answered, answered);
     }
 }
 
