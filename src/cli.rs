@@ -83,7 +83,7 @@ pub enum Command {
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
         /// The Executor's workspace (with `--stateful`: its Raft log and snapshots live in
-        /// `<workspace>/raft/0/<replica-id>/`).
+        /// `<workspace>/raft/<shard-id>/<replica-id>/`).
         #[arg(long)]
         workspace: Option<PathBuf>,
         /// This process is one replica of a stateful Executor: its writes go through a Raft
@@ -102,6 +102,13 @@ pub enum Command {
         /// Jina's `raft_configuration` keys, as JSON (`{"election_timeout": 1000}`).
         #[arg(long)]
         raft_configuration: Option<String>,
+        /// The shard this process serves, when the Executor's shards run as separate
+        /// processes (its replicas see this shard id; `--peer-ports` are this shard's).
+        #[arg(long, requires = "shards")]
+        shard_id: Option<usize>,
+        /// The Executor's number of shards (with `--shard-id`).
+        #[arg(long, requires = "shard_id")]
+        shards: Option<usize>,
     },
     /// Checks that a server answers, like `jina ping`: a gRPC health check (`jina ping
     /// executor`), or with `--dry-run` a request through the whole Flow (`jina ping flow`).
@@ -184,6 +191,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             peer_ports,
             peer_hosts,
             raft_configuration,
+            shard_id,
+            shards,
         } => {
             let mut dep = Deployment::new().name(name).uses(uses).replicas(replicas);
             if let Some(with) = uses_with {
@@ -198,6 +207,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 let config = serde_json::from_str(&config)
                     .map_err(|e| Error::Serve(format!("--raft-configuration: {e}")))?;
                 dep = dep.raft_configuration(config);
+            }
+            if let (Some(shard), Some(shards)) = (shard_id, shards) {
+                dep = dep.shard_of(shard, shards);
             }
             let mut port = port;
             if stateful {

@@ -134,6 +134,8 @@ impl Deployment {
         timeout_send(ms: u64);
         /// Runs this process's replica as one node of a Raft group spanning processes.
         raft_cluster(cluster: flotilla_actors::raft::Cluster);
+        /// Serves shard `shard` of an Executor of `shards` shards run elsewhere.
+        shard_of(shard: usize, shards: usize);
     }
 
     /// Polling per endpoint, `*` for the others.

@@ -41,6 +41,11 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 fn spawn(id: usize, ports: &[u16], workspace: &Path) -> Replica {
+    spawn_with(id, ports, workspace, &[])
+}
+
+/// [`spawn`] with `extra` flags.
+fn spawn_with(id: usize, ports: &[u16], workspace: &Path, extra: &[&str]) -> Replica {
     let list = ports
         .iter()
         .map(u16::to_string)
@@ -65,6 +70,7 @@ fn spawn(id: usize, ports: &[u16], workspace: &Path) -> Replica {
             "--raft-configuration",
             r#"{"heartbeat_timeout": 500, "election_timeout": 500, "snapshot_threshold": 25, "trailing_logs": 5}"#,
         ])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -320,6 +326,59 @@ async fn a_write_sent_to_a_follower_is_forwarded_to_the_leader() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_process_keeps_its_raft_log_under_its_shard_id() {
+    // Shard 1 of 2, as a group of one replica process: its log is `<workspace>/raft/1/0`.
+    let ws = tempfile::tempdir().expect("a workspace");
+    let ports = free_ports(1);
+    let replica = spawn_with(0, &ports, ws.path(), &["--shard-id", "1", "--shards", "2"]);
+    let all = [replica.address.as_str()];
+    wait_for_leader(&all, &[0]).await;
+    let gw = gateway(&all);
+    let answer = gw.post("/index", docs(0, 10, 1)).await.expect("indexed");
+    assert_eq!(answer.len(), 10);
+    gw.close();
+    let (count, present) = holdings(all[0], &docs(0, 10, 1)).await;
+    assert_eq!((count, present.len()), (10, 10));
+    let raft = ws.path().join("raft");
+    assert!(
+        raft.join("1").join("0").is_dir(),
+        "the shard's own directory"
+    );
+    assert!(!raft.join("0").exists(), "nothing under shard 0's");
+}
+
+#[test]
+fn a_deployment_serving_one_shard_of_several_gives_its_replicas_that_shard_id() {
+    let graph = Deployment::new()
+        .name("indexer")
+        .uses("Echo")
+        .replicas(2)
+        .shard_of(1, 3)
+        .graph()
+        .expect("a valid Deployment");
+    let d = &graph.nodes[0].deployment;
+    assert_eq!(d.shard_name(0).as_ref(), "indexer/shard-1");
+    let contexts = d.contexts(0);
+    assert_eq!(contexts.len(), 2);
+    for (r, c) in contexts.iter().enumerate() {
+        assert_eq!((c.shard, c.shards, c.replica), (1, 3, r));
+    }
+    let err = Deployment::new()
+        .uses("Echo")
+        .shard_of(3, 3)
+        .graph()
+        .expect_err("shard 3 of 3");
+    assert!(err.to_string().contains("shard id 3 is not below"), "{err}");
+    let err = Deployment::new()
+        .uses("Echo")
+        .shards(2)
+        .shard_of(0, 2)
+        .graph()
+        .expect_err("two shards in a process serving one");
+    assert!(err.to_string().contains("runs that one shard"), "{err}");
+}
+
 #[test]
 fn bad_replica_process_flags_are_refused_before_anything_starts() {
     let ws = tempfile::tempdir().expect("a workspace");
@@ -369,6 +428,19 @@ fn bad_replica_process_flags_are_refused_before_anything_starts() {
         r#"{"election_timout": 100}"#,
     ]);
     assert!(err.contains("election_timout"), "{err}");
+    let err = run(&[
+        "--replica-id",
+        "0",
+        "--peer-ports",
+        "5001",
+        "--workspace",
+        ws,
+        "--shard-id",
+        "2",
+        "--shards",
+        "2",
+    ]);
+    assert!(err.contains("shard id 2"), "{err}");
     let err = run(&["--workspace", ws]);
     assert!(
         err.contains("--replica-id"),

@@ -157,6 +157,9 @@ pub struct DeploymentSpec {
     /// A stateful Deployment: each shard's writes go through a Raft log. Its `root` is
     /// `<workspace>/raft`; shard `s` keeps its nodes under `<root>/<s>`.
     pub stateful: Option<RaftSpec>,
+    /// This Deployment's one shard is shard `.0` of `.1`, the others running elsewhere: the
+    /// id its replicas see and its Raft directory use `.0`.
+    pub shard_of: Option<(usize, usize)>,
 }
 
 /// The replicas of an external Executor.
@@ -208,13 +211,20 @@ impl DeploymentSpec {
             restart: RestartPolicy::default(),
             remote: None,
             stateful: None,
+            shard_of: None,
         }
+    }
+
+    /// Shard `shard` of this Deployment as the Executor knows it: (id, number of shards).
+    fn shard_id(&self, shard: usize) -> (usize, usize) {
+        self.shard_of.unwrap_or((shard, self.shards))
     }
 
     /// The name of shard `shard`: the Deployment's name, or `name/shard-i` when it has shards.
     pub fn shard_name(&self, shard: usize) -> Arc<str> {
-        if self.shards > 1 {
-            format!("{}/shard-{shard}", self.name).into()
+        let (id, shards) = self.shard_id(shard);
+        if shards > 1 {
+            format!("{}/shard-{id}", self.name).into()
         } else {
             self.name.clone()
         }
@@ -223,16 +233,17 @@ impl DeploymentSpec {
     /// The Raft spec of shard `shard` of a stateful Deployment.
     pub fn raft_spec(&self, shard: usize) -> Option<RaftSpec> {
         self.stateful.as_ref().map(|r| RaftSpec {
-            root: r.root.join(shard.to_string()),
+            root: r.root.join(self.shard_id(shard).0.to_string()),
             ..r.clone()
         })
     }
 
     /// The contexts of the replicas of shard `shard`: names, workspace, environment and device.
     pub fn contexts(&self, shard: usize) -> Vec<Context> {
+        let (id, shards) = self.shard_id(shard);
         (0..self.replicas)
             .map(|r| {
-                let mut ctx = Context::new(&self.name, shard, self.shards, r, self.replicas);
+                let mut ctx = Context::new(&self.name, id, shards, r, self.replicas);
                 ctx.workspace = self.workspace.clone();
                 ctx.env = self.env.clone();
                 if let Some(devices) = &self.devices {

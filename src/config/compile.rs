@@ -598,6 +598,25 @@ fn deployment(
         None => count(cx, i, name, "replicas", e.replicas),
     };
     let shards = count(cx, i, name, "shards", e.shards);
+    if let Some((shard, of)) = e.shard_of {
+        if shards != 1 {
+            cx.error(
+                i,
+                name,
+                Some("shards"),
+                format!(
+                    "a Deployment serving shard {shard} of {of} runs that one shard, not {shards}"
+                ),
+            );
+        } else if shard >= of {
+            cx.error(
+                i,
+                name,
+                Some("shard_id"),
+                format!("shard id {shard} is not below the number of shards, {of}"),
+            );
+        }
+    }
     let stateful = stateful(cx, i, name, e, replicas, shards, remote.is_some());
     let polling = polling(cx, i, name, e.polling.as_ref());
     let executor = cx.factory(i, name, "uses", e.uses.as_deref(), e.uses_factory.as_ref());
@@ -705,6 +724,7 @@ fn deployment(
     d.queue = queue;
     d.remote = remote;
     d.stateful = stateful;
+    d.shard_of = e.shard_of;
     Some(NodeSpec {
         deployment: d,
         needs: needs.to_vec(),

@@ -103,6 +103,10 @@ pub struct Exec {
     /// This process runs one replica of a stateful Executor whose replicas are processes.
     #[serde(skip)]
     pub raft_cluster: Option<flotilla_actors::raft::Cluster>,
+    /// This Deployment is shard `.0` of an Executor of `.1` shards whose other shards run
+    /// elsewhere (`flotilla executor --shard-id S --shards N`).
+    #[serde(skip)]
+    pub shard_of: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Exec {
@@ -286,6 +290,14 @@ impl Exec {
     /// processes at `cluster.peers` (`flotilla executor --stateful`).
     pub fn raft_cluster(mut self, cluster: flotilla_actors::raft::Cluster) -> Self {
         self.raft_cluster = Some(cluster);
+        self
+    }
+
+    /// Serves shard `shard` of an Executor of `shards` shards whose other shards run
+    /// elsewhere: its replicas see that shard id, and a stateful one keeps its Raft log under
+    /// `<workspace>/raft/<shard>/` (Jina's worker `--shard-id`, `--shards`).
+    pub fn shard_of(mut self, shard: usize, shards: usize) -> Self {
+        self.shard_of = Some((shard, shards));
         self
     }
 }
