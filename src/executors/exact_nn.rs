@@ -361,7 +361,7 @@ impl ExactNNIndexer {
                 g[lane] = x;
                 c[lane] = coarse::to_bf16(x);
             }
-            self.max_norm = self.max_norm.max(norm_of(v));
+            self.max_norm = self.max_norm.max(norm_of(v.iter().copied()));
             self.ids.push(doc.id());
             match doc.text() {
                 Some(t) => {
@@ -733,8 +733,7 @@ impl ExactNNIndexer {
             for (g, b) in groups.iter_mut().zip(bytes.as_chunks::<4>().0) {
                 g[lane] = f32::from_le_bytes(*b);
             }
-            let row: Vec<f32> = groups.iter().map(|g| g[lane]).collect();
-            out.max_norm = out.max_norm.max(norm_of(&row));
+            out.max_norm = out.max_norm.max(norm_of(groups.iter().map(|g| g[lane])));
         }
         out.coarse = out.panels.iter().map(|g| g.map(coarse::to_bf16)).collect();
         out.len = len;
@@ -788,10 +787,10 @@ impl<R: Read> Bounded<R> {
 
 /// The norm of `v`, taken in f64; infinite when `v` is not finite (`f64::max` would skip a
 /// NaN).
-fn norm_of(v: &[f32]) -> f64 {
+fn norm_of(v: impl IntoIterator<Item = f32>) -> f64 {
     let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
+        .into_iter()
+        .map(|x| f64::from(x) * f64::from(x))
         .sum::<f64>()
         .sqrt();
     if norm.is_finite() {
@@ -803,11 +802,8 @@ fn norm_of(v: &[f32]) -> f64 {
 
 /// Writes `v / |v|` into `out` (the norm taken in f64); a zero vector stays zero.
 pub fn normalise_into(v: &[f32], out: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
+    // A NaN norm comes back infinite: `inv` is 0 either way, as before.
+    let norm = norm_of(v.iter().copied());
     let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
     for (o, &x) in out.iter_mut().zip(v) {
         *o = (f64::from(x) * inv) as f32;
