@@ -26,9 +26,10 @@
 //! - Ties are broken by index order (the earlier indexed doc wins); a NaN score ranks last.
 //! - `/index` is all-or-nothing: every doc is checked before anything is appended.
 //! - A search reads the matrix once per request, whatever the number of queries in it. A
-//!   request of one query (cosine or dot) reads a bf16 copy of it instead, half the bytes,
-//!   then scores exactly the few rows that can still be in the top k: the same answer, bit for
-//!   bit (see [`coarse`] for why; the copy costs half as much memory again as the matrix).
+//!   request of one query (cosine or dot) reads an int8 copy of it instead, a quarter of the
+//!   bytes, then scores exactly the few rows that can still be in the top k: the same answer,
+//!   bit for bit (see [`coarse`] for why; the copy costs a quarter as much memory again as the
+//!   matrix).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -227,8 +228,8 @@ pub struct ExactNNIndexer {
     cfg: ExactNNConfig,
     /// The embeddings in panels (see the module docs); `len.div_ceil(PANEL) * dim` groups.
     panels: Vec<[f32; PANEL]>,
-    /// The same, rounded to bf16, for the coarse pass of a lone query ([`coarse`]).
-    coarse: Vec<[u16; PANEL]>,
+    /// The same in int8, for the coarse pass of a lone query ([`coarse`]).
+    coarse: coarse::Coarse,
     /// The largest norm of a stored row (infinite once a row is not finite): what bounds the
     /// coarse pass's error.
     max_norm: f64,
@@ -296,9 +297,9 @@ impl ExactNNIndexer {
             ));
         }
         Ok(ExactNNIndexer {
+            coarse: coarse::Coarse::new(cfg.dim),
             cfg,
             panels: Vec::new(),
-            coarse: Vec::new(),
             max_norm: 0.0,
             ids: Strings::default(),
             texts: Strings::default(),
@@ -337,8 +338,7 @@ impl ExactNNIndexer {
         let groups = new_len.div_ceil(PANEL) * dim;
         self.panels
             .reserve(groups.saturating_sub(self.panels.len()));
-        self.coarse
-            .reserve(groups.saturating_sub(self.coarse.len()));
+        self.coarse.reserve(new_len.div_ceil(PANEL));
         let mut row = vec![0.0f32; dim];
         for (doc, v) in req.docs.iter().zip(&vectors) {
             let v: &[f32] = if self.cfg.metric == Metric::Cosine {
@@ -350,17 +350,15 @@ impl ExactNNIndexer {
             let (panel, lane) = (self.len / PANEL, self.len % PANEL);
             if lane == 0 {
                 self.panels.resize(self.panels.len() + dim, [0.0; PANEL]);
-                self.coarse.resize(self.coarse.len() + dim, [0; PANEL]);
+                self.coarse.add_panel();
             }
-            let groups = panel * dim..(panel + 1) * dim;
-            for ((g, c), &x) in self.panels[groups.clone()]
+            for (g, &x) in self.panels[panel * dim..(panel + 1) * dim]
                 .iter_mut()
-                .zip(&mut self.coarse[groups])
                 .zip(v)
             {
                 g[lane] = x;
-                c[lane] = coarse::to_bf16(x);
             }
+            self.coarse.set_row(panel, lane, v);
             self.max_norm = self.max_norm.max(norm_of(v.iter().copied()));
             self.ids.push(doc.id());
             match doc.text() {
@@ -422,9 +420,9 @@ impl ExactNNIndexer {
         tracing::info!("Clearing index with {} documents indexed", self.len);
         let cfg = self.cfg.clone();
         *self = ExactNNIndexer {
+            coarse: coarse::Coarse::new(cfg.dim),
             cfg,
             panels: Vec::new(),
-            coarse: Vec::new(),
             max_norm: 0.0,
             ids: Strings::default(),
             texts: Strings::default(),
@@ -520,9 +518,9 @@ impl ExactNNIndexer {
         if nq == 1
             && k < self.len
             && self.cfg.metric != Metric::Euclidean
-            && let Some(window) = coarse::window(queries, self.max_norm)
+            && let Some(cq) = self.coarse.query(queries, self.max_norm)
         {
-            return vec![self.search_coarse(queries, k, window)];
+            return vec![self.search_coarse(queries, k, &cq)];
         }
         let mut results = self.in_parts(nq, |first, rows, range| {
             scan(
@@ -545,14 +543,15 @@ impl ExactNNIndexer {
     }
 
     /// The best `k` rows for the lone `query` (`k` below the number of rows, cosine or dot),
-    /// through the coarse pass: the full scan's answer, reading half the bytes (see
+    /// through the coarse pass: the full scan's answer, reading a quarter of the bytes (see
     /// [`coarse`]).
-    fn search_coarse(&self, query: &[f32], k: usize, window: f64) -> Vec<Cand> {
-        let passes = self.in_parts(1, |first, rows, range| {
-            coarse::scan(&self.coarse[range], first, rows, query, k, window)
-        });
-        let candidates = coarse::Pass::candidates(passes, k, window);
+    fn search_coarse(&self, query: &[f32], k: usize, cq: &coarse::Query) -> Vec<Cand> {
         let dim = self.cfg.dim;
+        let passes = self.in_parts(1, |first, rows, range| {
+            let panels = range.start / dim..range.end / dim;
+            self.coarse.scan(panels, first, rows, cq, k)
+        });
+        let candidates = coarse::Pass::candidates(passes, k, cq);
         coarse::rerank(&candidates, k, |i| {
             let (panel, lane) = (i / PANEL, i % PANEL);
             // The full scan's arithmetic for one row: a sequential sum in coordinate order.
@@ -735,7 +734,18 @@ impl ExactNNIndexer {
             }
             out.max_norm = out.max_norm.max(norm_of(groups.iter().map(|g| g[lane])));
         }
-        out.coarse = out.panels.iter().map(|g| g.map(coarse::to_bf16)).collect();
+        out.coarse.reserve(len.div_ceil(PANEL));
+        let mut row = vec![0.0f32; dim];
+        for panel in 0..len.div_ceil(PANEL) {
+            out.coarse.add_panel();
+            let groups = &out.panels[panel * dim..(panel + 1) * dim];
+            for lane in 0..PANEL.min(len - panel * PANEL) {
+                for (r, g) in row.iter_mut().zip(groups) {
+                    *r = g[lane];
+                }
+                out.coarse.set_row(panel, lane, &row);
+            }
+        }
         out.len = len;
         Ok(out)
     }
@@ -1386,7 +1396,7 @@ mod tests {
             for threads in [1, 2] {
                 for (n, dim) in [(20_011, 37), (3_000, 128), (9, 3)] {
                     let mut rows = random_rows(&mut rng, n, dim);
-                    // Near-ties the bf16 copy cannot tell apart: copies of rows nudged in
+                    // Near-ties the int8 copy cannot tell apart: copies of rows nudged in
                     // their last bits, and exact duplicates.
                     for i in 0..50 {
                         let mut r = rows[i].clone();
@@ -1417,7 +1427,7 @@ mod tests {
                             }
                             _ => q.clone(),
                         };
-                        assert!(coarse::window(&q, ex.max_norm).is_some());
+                        assert!(ex.coarse.query(&q, ex.max_norm).is_some());
                         for k in [1, 10, 60] {
                             let k = k.min(ex.len() - 1);
                             let (a, b) = (lone(&ex, &q, k), full_scan(&ex, &q, k));
@@ -1441,7 +1451,7 @@ mod tests {
             .iter()
             .map(|&x| x as f32)
             .collect();
-        let window = coarse::window(&q, ex.max_norm).expect("a window");
+        let cq = ex.coarse.query(&q, ex.max_norm).expect("a coarse query");
         for helpers in [0, 1, 3] {
             let parts = ex.split(helpers, |first, rows, groups| {
                 assert_eq!(groups.len(), rows.div_ceil(PANEL) * dim);
@@ -1455,14 +1465,15 @@ mod tests {
             assert_eq!(next, ex.len());
             assert_eq!(parts.len() > 1, helpers > 0);
             // The parts' results joined give the single thread's answer, bit for bit.
+            let panels = |g: std::ops::Range<usize>| g.start / dim..g.end / dim;
             let passes = ex.split(helpers, |first, rows, groups| {
-                coarse::scan(&ex.coarse[groups], first, rows, &q, 10, window)
+                ex.coarse.scan(panels(groups), first, rows, &cq, 10)
             });
-            let got: Vec<usize> = coarse::Pass::candidates(passes, 10, window);
+            let got: Vec<usize> = coarse::Pass::candidates(passes, 10, &cq);
             let one = ex.split(0, |first, rows, groups| {
-                coarse::scan(&ex.coarse[groups], first, rows, &q, 10, window)
+                ex.coarse.scan(panels(groups), first, rows, &cq, 10)
             });
-            assert_eq!(got, coarse::Pass::candidates(one, 10, window));
+            assert_eq!(got, coarse::Pass::candidates(one, 10, &cq));
             let tops = ex.split(helpers, |first, rows, groups| {
                 scan(Metric::Dot, &ex.panels[groups], dim, first, rows, &q, 10)
             });
@@ -1479,6 +1490,36 @@ mod tests {
     }
 
     #[test]
+    fn the_coarse_pass_rules_out_nearly_every_row_of_the_seeds_data() {
+        // The seed's vectors: uniform in [0, 1), cosine. Their similarities bunch up (around
+        // 0.75), the hard case for a bound.
+        let mut rng = StdRng::seed_from_u64(9);
+        let dim = 128;
+        let rows: Vec<Vec<f64>> = (0..20_000)
+            .map(|_| (0..dim).map(|_| rng.random_range(0.0..1.0)).collect())
+            .collect();
+        let mut ex = indexer(dim, Metric::Cosine);
+        index_all(&mut ex, &rows, 1_000);
+        for _ in 0..5 {
+            let raw: Vec<f32> = (0..dim).map(|_| rng.random_range(0.0..1.0)).collect();
+            let mut q = vec![0.0; dim];
+            normalise_into(&raw, &mut q);
+            let cq = ex.coarse.query(&q, ex.max_norm).expect("a coarse query");
+            let passes = ex.split(0, |first, rows, groups| {
+                ex.coarse
+                    .scan(groups.start / dim..groups.end / dim, first, rows, &cq, 10)
+            });
+            let candidates = coarse::Pass::candidates(passes, 10, &cq);
+            assert!(
+                (10..=ex.len() / 50).contains(&candidates.len()),
+                "{} candidates of {}",
+                candidates.len(),
+                ex.len()
+            );
+        }
+    }
+
+    #[test]
     fn a_lone_query_over_data_without_a_bound_takes_the_full_scan() {
         let mut ex = indexer(2, Metric::Dot);
         let docs = vec![
@@ -1489,7 +1530,7 @@ mod tests {
         ];
         ex.index(&mut Request::new("/index", DocList::from(docs)), &ctx())
             .expect("index");
-        assert!(coarse::window(&[1.0, 0.0], ex.max_norm).is_none());
+        assert!(ex.coarse.query(&[1.0, 0.0], ex.max_norm).is_none());
         let d = search(&mut ex, &[vec![1.0, 0.0]], params(json!({"limit": 3})));
         assert_eq!(
             d[0].matches().expect("matches").ids(),

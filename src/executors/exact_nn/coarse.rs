@@ -1,21 +1,36 @@
-//! The coarse pass of a lone query: a bf16 copy of the matrix is scanned instead of the f32
+//! The coarse pass of a lone query: an int8 copy of the matrix is scanned instead of the f32
 //! one, then the few rows that can still be in the top k are scored again exactly.
 //!
 //! # Why
 //!
 //! A lone query reads the whole matrix once and does little arithmetic per byte: it is
-//! memory-bound. bf16 (the upper half of an f32) halves the bytes read, and widening it back is
-//! one shift, which vectorizes without special instructions.
+//! memory-bound. An int8 copy is a quarter of the bytes, and its dot products are exact integer
+//! sums that AVX2 computes 16 coordinates per instruction (`vpmaddwd`): measured here 1.0–1.5 ms
+//! per query over 100,000 × 128 on one thread, against 2.6–3.9 ms for a bf16 copy (the previous
+//! coarse pass) and 4.5–5.6 ms for the f32 scan.
+//!
+//! # The copy
+//!
+//! Row `x` is stored as `x̂ = round(x / s)` with its own scale `s = max|xᵢ| / 127`, so
+//! `x̂ᵢ ∈ [−127, 127]`; its residual `‖x − s·x̂‖` is measured when the row is stored (in f64, with
+//! a margin) and the copy keeps the largest, `R`. The query is quantized the same way to i16
+//! (`q̂ = round(q / σ)`, `|q̂ᵢ| ≤ L`, `L` small enough that no integer sum can overflow), so the
+//! coarse key of a row is `A = fl(I · fl(s·σ))`, `I = Σ q̂ᵢx̂ᵢ` an exact i32.
 //!
 //! # Why the result stays exact
 //!
-//! For a row `x`, let `K` be its exact key (the f32 dot product the full scan computes) and `A`
-//! its coarse key (the f32 dot product with the row rounded to bf16). Rounding to bf16 moves
-//! each coordinate by at most `2⁻⁸·|xᵢ|` (8 significant bits; plus `2⁻¹³⁴` below f32's normal
-//! range), and an f32 dot product of length `n` is off the real one by at most
-//! `γₙ·Σ|qᵢxᵢ|`, `γₙ = n·2⁻²⁴/(1 − n·2⁻²⁴)`. So `|K − A| ≤ ε` with
-//! `ε = (2⁻⁸ + γₙ·(2 + 2⁻⁸))·‖q‖·max‖x‖` plus an absolute term for underflow (Cauchy–Schwarz
-//! bounds `Σ|qᵢ||xᵢ|`); [`window`] returns twice that, doubled again for safety.
+//! Let `K` be a row's exact key (the f32 dot product the full scan computes), `D = q·x` the real
+//! one, `C = σ·s·I`. With `dq = q − σq̂`, `dx = x − s·x̂` and `M` the largest row norm:
+//!
+//! - `D − C = dq·(s·x̂) + q·dx`, so `|D − C| ≤ ‖dq‖(M + R) + ‖q‖R` (Cauchy–Schwarz, and
+//!   `‖s·x̂‖ ≤ ‖x‖ + ‖dx‖`);
+//! - `|C − A| ≤ 4u·|C| ≤ 4u(‖q‖ + ‖dq‖)(M + R)` (three roundings to f32, `u = 2⁻²⁴`; the scales
+//!   are kept in f32's normal range, so no rounding is subnormal);
+//! - `|K − D| ≤ γₙ‖q‖M` plus an absolute term for underflow, `γₙ = n·u/(1 − n·u)` (an f32 sum
+//!   of `n` products).
+//!
+//! So `|K − A| ≤ ε`, the sum of the three; [`Coarse::query`] sets the window to `2ε`, doubled
+//! again for safety.
 //!
 //! The pass keeps the `k` best coarse keys. Once it holds `k`, a row whose coarse key is below
 //! the worst kept one minus `2ε` has `K ≤ A + ε < worst − ε`, and every kept row has
@@ -24,44 +39,192 @@
 //! very arithmetic of the full scan, and ranked as the full scan ranks. The answer is the full
 //! scan's, bit for bit (tested against it).
 //!
-//! Only for finite data whose products cannot overflow ([`window`] returns `None` otherwise,
-//! and the full scan runs); only for dot-product keys (cosine and dot; Euclidean keeps the full
-//! scan).
+//! Only for finite data whose products cannot overflow, whose scales stay far from f32's
+//! subnormals, and where the window is narrow enough to rule rows out ([`Coarse::query`]
+//! returns `None` otherwise, and the full scan runs); only for dot-product keys (cosine and
+//! dot; Euclidean keeps the full scan).
 
 use super::{BLOCK_PANELS, Cand, DotKernel, PANEL, TopK};
 
-/// bf16 bits of `x`, rounded to nearest, ties to even. Only finite data is searched through
-/// the copy, so NaN and overflow need no care here.
-pub(super) fn to_bf16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let rounded = bits.wrapping_add(0x7FFF + ((bits >> 16) & 1));
-    (rounded >> 16) as u16
+/// Bytes of one group: two coordinates of each of a panel's [`PANEL`] rows, row by row
+/// (`[x₀,₂ⱼ, x₀,₂ⱼ₊₁, x₁,₂ⱼ, x₁,₂ⱼ₊₁, …]`), the shape `vpmaddwd` multiplies pairwise.
+const GROUP: usize = 2 * PANEL;
+
+/// The largest magnitude of a stored coordinate.
+const ROW_LEVELS: f32 = 127.0;
+
+/// Scales below this are refused (see [`Coarse::query`]): the products of two stay normal f32s.
+const MIN_SCALE: f32 = 1.0 / (1u64 << 60) as f32;
+
+/// A relative margin on norms taken in f64 (their own rounding is below 2⁻⁴⁰ for any dim this
+/// index accepts).
+const F64_MARGIN: f64 = 1.0 + 1.0 / (1u64 << 30) as f64;
+
+/// The int8 copy of an index's rows, in panels like the f32 matrix: panel `p` holds
+/// `pairs` groups (see [`GROUP`]) and one scale per row.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Coarse {
+    /// Groups per panel: `dim` rounded up to even, halved (an odd dim's last group pads with 0).
+    pairs: usize,
+    groups: Vec<[i8; GROUP]>,
+    scales: Vec<[f32; PANEL]>,
+    /// The largest residual norm `‖x − s·x̂‖` of a stored row (an upper bound).
+    max_residual: f64,
+    /// The smallest nonzero scale of a stored row (infinite while there is none).
+    min_scale: f32,
 }
 
-#[inline(always)]
-fn from_bf16(b: u16) -> f32 {
-    f32::from_bits(u32::from(b) << 16)
+/// A query ready for the coarse pass.
+pub(super) struct Query {
+    /// `q̂` as pairs of i16 packed into the i32s `vpmaddwd` broadcasts (low half first).
+    pairs: Vec<i32>,
+    /// `σ`, the query's scale.
+    scale: f32,
+    /// The width below the worst kept coarse key inside which a row stays a candidate.
+    window: f64,
 }
 
-/// The width of the window below the worst kept coarse key inside which a row stays a
-/// candidate (`2ε`, doubled for safety; see the module docs), for query `q` against rows of
-/// norm at most `max_norm`; `None` when no bound holds (non-finite data, products that could
-/// overflow, absurd dims): the caller then scans exactly.
-pub(super) fn window(q: &[f32], max_norm: f64) -> Option<f64> {
-    let (sq, l1) = q.iter().fold((0.0f64, 0.0f64), |(s, l), &x| {
-        let x = f64::from(x);
-        (s + x * x, l + x.abs())
-    });
-    let q_norm = sq.sqrt();
-    let n = q.len() as f64;
-    let u = 2f64.powi(-24);
-    if !q_norm.is_finite() || !max_norm.is_finite() || q_norm * max_norm > 1e30 || n * u >= 0.5 {
-        return None;
+impl Coarse {
+    /// An empty copy for rows of `dim` coordinates.
+    pub(super) fn new(dim: usize) -> Self {
+        Coarse {
+            pairs: dim.div_ceil(2),
+            groups: Vec::new(),
+            scales: Vec::new(),
+            max_residual: 0.0,
+            min_scale: f32::INFINITY,
+        }
     }
-    let gamma = n * u / (1.0 - n * u);
-    let bf16 = 2f64.powi(-8);
-    let eps = (bf16 + gamma * (2.0 + bf16)) * q_norm * max_norm + (l1 + n) * 2f64.powi(-120);
-    Some(2.0 * (2.0 * eps))
+
+    /// Makes room for `panels` panels in all.
+    pub(super) fn reserve(&mut self, panels: usize) {
+        let more = panels.saturating_sub(self.scales.len());
+        self.groups.reserve(more * self.pairs);
+        self.scales.reserve(more);
+    }
+
+    /// Appends an empty panel (its rows zero until [`Coarse::set_row`]).
+    pub(super) fn add_panel(&mut self) {
+        self.groups
+            .resize(self.groups.len() + self.pairs, [0; GROUP]);
+        self.scales.push([0.0; PANEL]);
+    }
+
+    /// Stores row `x` (its f32 coordinates as the index keeps them) as row `lane` of `panel`.
+    pub(super) fn set_row(&mut self, panel: usize, lane: usize, x: &[f32]) {
+        let top = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // Non-finite data never takes the coarse pass (the index's max norm is then infinite);
+        // its bytes only need to be something.
+        let scale = if top.is_finite() {
+            top / ROW_LEVELS
+        } else {
+            0.0
+        };
+        let groups = &mut self.groups[panel * self.pairs..(panel + 1) * self.pairs];
+        let mut residual = 0.0f64;
+        for (j, &v) in x.iter().enumerate() {
+            let level = if scale > 0.0 {
+                (v / scale).round().clamp(-ROW_LEVELS, ROW_LEVELS)
+            } else {
+                0.0
+            };
+            groups[j / 2][2 * lane + j % 2] = level as i8;
+            // s·x̂ is exact in f64 (24 × 8 significant bits).
+            let d = f64::from(v) - f64::from(scale) * f64::from(level);
+            residual += d * d;
+        }
+        self.scales[panel][lane] = scale;
+        self.max_residual = self.max_residual.max(residual.sqrt() * F64_MARGIN);
+        if scale > 0.0 {
+            self.min_scale = self.min_scale.min(scale);
+        }
+    }
+
+    /// Prepares `q` for the pass over rows whose norms are at most `max_norm`, or `None` when
+    /// no useful bound holds (non-finite or zero query, products that could overflow, scales
+    /// near f32's subnormals, absurd dims, or a window so wide the full scan is cheaper).
+    pub(super) fn query(&self, q: &[f32], max_norm: f64) -> Option<Query> {
+        let n = q.len();
+        // |I| ≤ (2·pairs)·127·L must fit in an i32, and so must every partial sum.
+        let levels = (i32::MAX as usize / (2 * self.pairs * ROW_LEVELS as usize)).min(32_767);
+        if levels < 255 {
+            return None;
+        }
+        let top = q.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        if !top.is_finite() || top == 0.0 {
+            return None;
+        }
+        let levels = levels as f32;
+        let scale = top / levels;
+        if scale < MIN_SCALE || self.min_scale < MIN_SCALE {
+            return None;
+        }
+        let mut quantized = vec![0i16; 2 * self.pairs];
+        let (mut q2, mut d2) = (0.0f64, 0.0f64);
+        for (o, &v) in quantized.iter_mut().zip(q) {
+            let level = (v / scale).round().clamp(-levels, levels);
+            *o = level as i16;
+            let d = f64::from(v) - f64::from(scale) * f64::from(level);
+            q2 += f64::from(v) * f64::from(v);
+            d2 += d * d;
+        }
+        let q_norm = q2.sqrt() * F64_MARGIN;
+        let dq = d2.sqrt() * F64_MARGIN;
+        let m = max_norm * F64_MARGIN;
+        let r = self.max_residual;
+        let nf = n as f64;
+        let u = 2f64.powi(-24);
+        if !m.is_finite() || q_norm * (m + r) > 1e30 || nf * u >= 0.5 {
+            return None;
+        }
+        let gamma = nf * u / (1.0 - nf * u);
+        let eps = dq * (m + r)
+            + q_norm * r
+            + 4.0 * u * (q_norm + dq) * (m + r)
+            + gamma * q_norm * m
+            + nf * 2f64.powi(-120);
+        let window = 2.0 * (2.0 * eps);
+        // Past this the pass rules out too little to pay for itself.
+        if window > 0.05 * q_norm * m {
+            return None;
+        }
+        let pairs = quantized
+            .chunks_exact(2)
+            .map(|p| i32::from(p[0] as u16) | (i32::from(p[1] as u16) << 16))
+            .collect();
+        Some(Query {
+            pairs,
+            scale,
+            window,
+        })
+    }
+
+    /// The coarse pass over panels `panels` holding `rows` rows (row 0 is index row `first`).
+    pub(super) fn scan(
+        &self,
+        panels: std::ops::Range<usize>,
+        first: usize,
+        rows: usize,
+        q: &Query,
+        k: usize,
+    ) -> Pass {
+        let groups = &self.groups[panels.start * self.pairs..panels.end * self.pairs];
+        let scales = &self.scales[panels];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `scan_avx2` is safe code compiled with AVX2 enabled; calling it is sound
+            // exactly when the CPU supports AVX2, which was just checked. It contains no other
+            // unsafe code and relies on nothing else.
+            return unsafe { scan_avx2(groups, scales, self.pairs, first, rows, q, k) };
+        }
+        scan_with(groups, scales, self.pairs, first, rows, q, k, panel_keys)
+    }
+
+    /// Bytes the copy holds.
+    #[cfg(test)]
+    pub(super) fn bytes(&self) -> usize {
+        self.groups.len() * GROUP + self.scales.len() * PANEL * 4
+    }
 }
 
 /// What the coarse pass over one range of rows keeps.
@@ -75,14 +238,14 @@ pub(super) struct Pass {
 impl Pass {
     /// Joins the passes over consecutive ranges (in index order) and returns the rows that may
     /// be in the top k, in index order.
-    pub(super) fn candidates(passes: Vec<Pass>, k: usize, window: f64) -> Vec<usize> {
+    pub(super) fn candidates(passes: Vec<Pass>, k: usize, q: &Query) -> Vec<usize> {
         let mut top = TopK::new(k);
         let mut all = Vec::new();
         for p in passes {
             top.absorb(p.top);
             all.extend(p.candidates);
         }
-        let floor = floor(&top, window);
+        let floor = floor(&top, q.window);
         all.into_iter()
             .filter(|&(a, _)| a >= floor)
             .map(|(_, i)| i)
@@ -103,103 +266,112 @@ fn floor(top: &TopK, window: f64) -> f32 {
     }
 }
 
-/// Scores `NP` bf16 panels against one query: `out[p][lane]` is row `lane` of panel `p`.
-/// With `FMA` each step is one fused multiply-add (fewer roundings, so within the same bound;
-/// only in builds where the CPU has FMA: elsewhere `mul_add` is a slow library call).
+/// The coarse keys of one panel (`pairs` groups) for the query: portable code, whose integer
+/// sums are exact, so it gives the AVX2 kernel's bits.
 #[inline(always)]
-fn tile<const NP: usize, const FMA: bool>(
-    panels: [&[[u16; PANEL]]; NP],
-    q: &[f32],
-) -> [[f32; PANEL]; NP] {
-    let dim = q.len();
-    let panels = panels.map(|p| &p[..dim]);
-    let mut acc = [[0.0f32; PANEL]; NP];
-    for (k, &a) in q.iter().enumerate() {
-        for (acc_p, p) in acc.iter_mut().zip(&panels) {
-            let x = &p[k];
-            for lane in 0..PANEL {
-                acc_p[lane] = if FMA {
-                    a.mul_add(from_bf16(x[lane]), acc_p[lane])
-                } else {
-                    acc_p[lane] + a * from_bf16(x[lane])
-                };
-            }
+fn panel_keys(groups: &[[i8; GROUP]], q: &Query, scales: &[f32; PANEL]) -> [f32; PANEL] {
+    let mut sums = [0i32; PANEL];
+    for (g, &p) in groups.iter().zip(&q.pairs) {
+        let (lo, hi) = (i32::from(p as i16), i32::from((p >> 16) as i16));
+        for (lane, s) in sums.iter_mut().enumerate() {
+            *s += i32::from(g[2 * lane]) * lo + i32::from(g[2 * lane + 1]) * hi;
         }
     }
-    acc
+    keys(sums, q.scale, scales)
 }
 
-/// The coarse pass over `rows` rows stored in `panels` (row 0 is index row `first`).
-pub(super) fn scan(
-    panels: &[[u16; PANEL]],
-    first: usize,
-    rows: usize,
-    q: &[f32],
-    k: usize,
-    window: f64,
-) -> Pass {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: `scan_avx2` is safe code compiled with AVX2 and FMA enabled; calling it is
-        // sound exactly when the CPU supports both, which was just checked. It contains no other
-        // unsafe code and relies on nothing else.
-        return unsafe { scan_avx2(panels, first, rows, q, k, window) };
-    }
-    scan_with::<4, false>(panels, first, rows, q, k, window)
-}
-
-/// [`scan`] compiled with AVX2 and FMA: 8 panels at a time, one fused multiply-add per step.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn scan_avx2(
-    panels: &[[u16; PANEL]],
-    first: usize,
-    rows: usize,
-    q: &[f32],
-    k: usize,
-    window: f64,
-) -> Pass {
-    scan_with::<8, true>(panels, first, rows, q, k, window)
-}
-
-/// The pass itself, `NP` panels at a time, in blocks of [`BLOCK_PANELS`] panels: each block's
-/// keys go to the top k, then the block's rows at or above the floor become candidates.
+/// `fl(I · fl(s·σ))` per lane: the same operations in the same order in every kernel.
 #[inline(always)]
-fn scan_with<const NP: usize, const FMA: bool>(
-    panels: &[[u16; PANEL]],
+fn keys(sums: [i32; PANEL], sigma: f32, scales: &[f32; PANEL]) -> [f32; PANEL] {
+    std::array::from_fn(|lane| sums[lane] as f32 * (scales[lane] * sigma))
+}
+
+/// [`panel_keys`] with AVX2: each group is widened to 16 i16s and multiplied pairwise with
+/// the query's pair (`vpmaddwd`), two groups in flight. No integer overflow: every partial
+/// sum is bounded by the total bound checked in [`Coarse::query`], and no operand is −32768.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn panel_keys_avx2(groups: &[[i8; GROUP]], q: &Query, scales: &[f32; PANEL]) -> [f32; PANEL] {
+    use std::arch::x86_64::*;
+    let load = |g: &[i8; GROUP]| {
+        let lo = i64::from_le_bytes(std::array::from_fn(|i| g[i] as u8));
+        let hi = i64::from_le_bytes(std::array::from_fn(|i| g[8 + i] as u8));
+        _mm256_cvtepi8_epi16(_mm_set_epi64x(hi, lo))
+    };
+    let mut a0 = _mm256_setzero_si256();
+    let mut a1 = _mm256_setzero_si256();
+    let mut gs = groups.chunks_exact(2);
+    let mut ps = q.pairs.chunks_exact(2);
+    for (g, p) in gs.by_ref().zip(ps.by_ref()) {
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(load(&g[0]), _mm256_set1_epi32(p[0])));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(load(&g[1]), _mm256_set1_epi32(p[1])));
+    }
+    if let (Some(g), Some(&p)) = (gs.remainder().first(), ps.remainder().first()) {
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(load(g), _mm256_set1_epi32(p)));
+    }
+    let a = _mm256_add_epi32(a0, a1);
+    let sums = [
+        _mm256_extract_epi32::<0>(a),
+        _mm256_extract_epi32::<1>(a),
+        _mm256_extract_epi32::<2>(a),
+        _mm256_extract_epi32::<3>(a),
+        _mm256_extract_epi32::<4>(a),
+        _mm256_extract_epi32::<5>(a),
+        _mm256_extract_epi32::<6>(a),
+        _mm256_extract_epi32::<7>(a),
+    ];
+    keys(sums, q.scale, scales)
+}
+
+/// [`scan_with`] compiled with AVX2 around [`panel_keys_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn scan_avx2(
+    groups: &[[i8; GROUP]],
+    scales: &[[f32; PANEL]],
+    pairs: usize,
     first: usize,
     rows: usize,
-    q: &[f32],
+    q: &Query,
     k: usize,
-    window: f64,
 ) -> Pass {
-    let dim = q.len();
+    scan_with(groups, scales, pairs, first, rows, q, k, |g, q, s| {
+        panel_keys_avx2(g, q, s)
+    })
+}
+
+/// The pass itself, in blocks of [`BLOCK_PANELS`] panels: each block's keys go to the top k,
+/// then the block's rows at or above the floor become candidates.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn scan_with(
+    groups: &[[i8; GROUP]],
+    scales: &[[f32; PANEL]],
+    pairs: usize,
+    first: usize,
+    rows: usize,
+    q: &Query,
+    k: usize,
+    panel: impl Fn(&[[i8; GROUP]], &Query, &[f32; PANEL]) -> [f32; PANEL],
+) -> Pass {
     let mut pass = Pass {
         top: TopK::new(k),
         candidates: Vec::new(),
     };
     let stride = BLOCK_PANELS * PANEL;
-    let mut scores = vec![0.0f32; stride];
-    for (b, block) in panels.chunks(BLOCK_PANELS * dim).enumerate() {
-        let count = block.len() / dim;
-        let mut p = 0;
-        while p + NP <= count {
-            let ps: [&[[u16; PANEL]]; NP] =
-                std::array::from_fn(|i| &block[(p + i) * dim..(p + i + 1) * dim]);
-            for (i, s) in tile::<NP, FMA>(ps, q).iter().enumerate() {
-                scores[(p + i) * PANEL..][..PANEL].copy_from_slice(s);
-            }
-            p += NP;
-        }
-        while p < count {
-            let s = tile::<1, FMA>([&block[p * dim..(p + 1) * dim]], q);
-            scores[p * PANEL..][..PANEL].copy_from_slice(&s[0]);
-            p += 1;
+    let mut keys = vec![0.0f32; stride];
+    for (b, (block, block_scales)) in groups
+        .chunks(BLOCK_PANELS * pairs)
+        .zip(scales.chunks(BLOCK_PANELS))
+        .enumerate()
+    {
+        for (p, (g, s)) in block.chunks_exact(pairs).zip(block_scales).enumerate() {
+            keys[p * PANEL..][..PANEL].copy_from_slice(&panel(g, q, s));
         }
         let start = b * stride;
-        let valid = &scores[..rows.saturating_sub(start).min(stride)];
+        let valid = &keys[..rows.saturating_sub(start).min(stride)];
         pass.top.offer::<DotKernel>(valid, first + start);
-        let floor = floor(&pass.top, window);
+        let floor = floor(&pass.top, q.window);
         // Usually no row of a block is near the top: a branch-free count vectorizes.
         let near: u32 = valid.iter().map(|&a| u32::from(a >= floor)).sum();
         if near > 0 {
@@ -227,34 +399,117 @@ pub(super) fn rerank(candidates: &[usize], k: usize, exact: impl Fn(usize) -> f3
 mod tests {
     use super::*;
 
-    #[test]
-    fn bf16_rounds_to_nearest_even_within_its_bound() {
-        assert_eq!(from_bf16(to_bf16(1.0)), 1.0);
-        assert_eq!(from_bf16(to_bf16(-0.5)), -0.5);
-        // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: ties go to the even one, 1.
-        assert_eq!(from_bf16(to_bf16(1.0 + 2f32.powi(-8))), 1.0);
-        // Just above halfway rounds up.
-        let above = f32::from_bits((1.0 + 2f32.powi(-8)).to_bits() + 1);
-        assert_eq!(from_bf16(to_bf16(above)), 1.0 + 2f32.powi(-7));
-        let mut x = 1e-30f32;
-        while x < 1e30 {
-            for v in [x, -x, x * 1.37, x * 1.999] {
-                let err = f64::from((from_bf16(to_bf16(v)) - v).abs());
-                assert!(err <= 2f64.powi(-8) * f64::from(v.abs()), "{v}");
+    /// A copy of `rows` (one panel per `PANEL` rows).
+    fn copy_of(rows: &[Vec<f32>]) -> Coarse {
+        let mut c = Coarse::new(rows[0].len());
+        for (i, r) in rows.iter().enumerate() {
+            if i % PANEL == 0 {
+                c.add_panel();
             }
-            x *= 3.3;
+            c.set_row(i / PANEL, i % PANEL, r);
+        }
+        c
+    }
+
+    #[test]
+    fn rows_are_stored_within_their_measured_residual() {
+        let rows = vec![
+            vec![1.0, -0.5, 0.25, 0.0, 0.3],
+            vec![0.0; 5],
+            vec![1e-3, 2e-3, -3e-3, 4e-3, 5e-3],
+        ];
+        let c = copy_of(&rows);
+        assert_eq!(c.pairs, 3);
+        // The largest coordinate is ±127 exactly; the odd dim's pad byte stays 0.
+        assert_eq!(c.groups[0][0], 127);
+        assert_eq!(c.groups[2][2 * 2], 127); // row 2, coordinate 4
+        assert_eq!(c.groups[2][1], 0);
+        assert_eq!(c.scales[0][1], 0.0);
+        for (lane, r) in rows.iter().enumerate() {
+            let s = f64::from(c.scales[0][lane]);
+            let resid = r
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| {
+                    let level = f64::from(c.groups[j / 2][2 * lane + j % 2]);
+                    (f64::from(v) - s * level).powi(2)
+                })
+                .sum::<f64>()
+                .sqrt();
+            assert!(resid <= c.max_residual, "{resid} > {}", c.max_residual);
+            // Each coordinate is off by at most half a step.
+            assert!(resid <= s * 0.5 * (r.len() as f64).sqrt() + 1e-12);
+        }
+        assert_eq!(c.min_scale, 5e-3f32 / 127.0);
+    }
+
+    #[test]
+    fn the_avx2_kernel_gives_the_portable_kernels_bits() {
+        let dim = 37;
+        let rows: Vec<Vec<f32>> = (0..3 * PANEL)
+            .map(|i| {
+                (0..dim)
+                    .map(|j| ((i * 31 + j * 17) % 23) as f32 - 11.0)
+                    .collect()
+            })
+            .collect();
+        let c = copy_of(&rows);
+        let q: Vec<f32> = (0..dim).map(|j| (j as f32 * 0.37).sin()).collect();
+        let cq = c.query(&q, 100.0).expect("a query");
+        for p in 0..3 {
+            let g = &c.groups[p * c.pairs..(p + 1) * c.pairs];
+            let portable = panel_keys(g, &cq, &c.scales[p]);
+            // Each key is the exact integer sum, scaled.
+            for (lane, &key) in portable.iter().enumerate() {
+                let i: i64 = (0..dim)
+                    .map(|j| {
+                        i64::from(g[j / 2][2 * lane + j % 2])
+                            * i64::from((q[j] / cq.scale).round() as i16)
+                    })
+                    .sum();
+                assert_eq!(key, i as f32 * (c.scales[p][lane] * cq.scale));
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 was just detected; the function is otherwise safe code.
+                let fast = unsafe { panel_keys_avx2(g, &cq, &c.scales[p]) };
+                assert_eq!(fast.map(f32::to_bits), portable.map(f32::to_bits));
+            }
         }
     }
 
     #[test]
-    fn no_window_for_data_that_could_overflow_or_is_not_finite() {
-        assert!(window(&[1.0, 0.0], 1.0).is_some());
-        assert!(window(&[f32::NAN, 0.0], 1.0).is_none());
-        assert!(window(&[1.0, 0.0], f64::INFINITY).is_none());
-        assert!(window(&[1e20, 0.0], 1e20).is_none());
-        // For 128-d unit vectors the window is about 0.016 in cosine.
-        let q = [1.0f32 / 128f32.sqrt(); 128];
-        let w = window(&q, 1.0).expect("a window");
-        assert!(w > 4.0 * 2f64.powi(-8) && w < 0.05, "{w}");
+    fn no_query_for_data_that_could_overflow_or_is_not_finite() {
+        let c = copy_of(&[vec![1.0, 0.5]]);
+        assert!(c.query(&[1.0, 0.0], 1.2).is_some());
+        assert!(c.query(&[f32::NAN, 0.0], 1.2).is_none());
+        assert!(c.query(&[0.0, 0.0], 1.2).is_none());
+        assert!(c.query(&[1.0, 0.0], f64::INFINITY).is_none());
+        assert!(c.query(&[1e20, 0.0], 1e20).is_none());
+        // Scales near f32's subnormals.
+        assert!(c.query(&[1e-30, 0.0], 1.2).is_none());
+        let tiny = copy_of(&[vec![1e-30, 0.0]]);
+        assert!(tiny.query(&[1.0, 0.0], 1e-30).is_none());
+        // A row whose residual is most of its norm: the window would rule nothing out.
+        let spiky: Vec<f32> = (0..128).map(|j| if j == 0 { 1.0 } else { 0.003 }).collect();
+        assert!(copy_of(&[spiky]).query(&[1.0; 128], 1.0).is_none());
+    }
+
+    #[test]
+    fn the_window_of_unit_vectors_is_narrow() {
+        let dim = 128;
+        let unit = |seed: usize| {
+            let v: Vec<f32> = (0..dim)
+                .map(|j| ((seed * 131 + j * 71) % 97) as f32 / 97.0)
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let rows: Vec<Vec<f32>> = (0..64).map(unit).collect();
+        let c = copy_of(&rows);
+        let q = c.query(&unit(1000), 1.0).expect("a query");
+        // About 4·‖dx‖: 0.02 in cosine for such rows.
+        assert!(q.window > 1e-3 && q.window < 0.05, "{}", q.window);
+        assert_eq!(c.bytes(), 8 * 64 * GROUP + 8 * PANEL * 4);
     }
 }
