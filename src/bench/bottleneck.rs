@@ -146,7 +146,7 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
             "×",
             &format!(
                 "{}: {} s for a {} s slow call",
-                jina::SOURCE,
+                jina::SOURCE_RESULTS,
                 jina::SLOW_FAST_R2_S,
                 jina::SLOW_FAST_SLOW_S
             ),
@@ -160,7 +160,7 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
             "×",
             &format!(
                 "{}: {} s for a {} s slow call",
-                jina::SOURCE,
+                jina::SOURCE_RESULTS,
                 jina::SLOW_FAST_R1_S,
                 jina::SLOW_FAST_SLOW_S
             ),

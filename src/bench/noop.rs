@@ -368,7 +368,10 @@ fn compare(rec: &mut Recorder, c: &NoopConfig) {
         rss,
         Some(jina::RSS_R3_IDLE_MIB),
         "MiB",
-        &format!("{src}: idle RSS of a 3-replica no-op Deployment, 5 processes summed"),
+        &format!(
+            "{}: idle RSS of a 3-replica no-op Deployment, 5 processes summed",
+            jina::SOURCE_RESULTS
+        ),
         false,
         rss.map(|x| ("< 30 MiB".into(), x < 30.0)),
     );
@@ -377,7 +380,10 @@ fn compare(rec: &mut Recorder, c: &NoopConfig) {
         rec.median(STARTUP, inproc, "start"),
         Some(jina::START_R3_WARM_MS),
         "ms",
-        &format!("{src}: warm start of a 3-replica Deployment, fastest of 6"),
+        &format!(
+            "{}: warm start of a 3-replica Deployment, fastest of 6",
+            jina::SOURCE_RESULTS
+        ),
         false,
         None,
     );

@@ -720,4 +720,41 @@ fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
             None,
         );
     }
+    // Issue 5's benchmark: the Raft run against the plain one of the same run, and Jina's.
+    let stateful = vc.variants.iter().find(|v| v.name.contains("stateful"));
+    let plain = vc.variants.iter().find(|v| v.name == "1 replica");
+    if let (Some(s), Some(p)) = (stateful, plain) {
+        let g = Mode::Grpc.label();
+        let ours = rec.median(&s.name, g, "index time");
+        let plain_time = rec.median(&p.name, g, "index time");
+        let within = ours.zip(plain_time).map(|(o, p)| o / p);
+        rec.compare(
+            &format!("{}, {g}: index time", s.name),
+            ours,
+            plain_time,
+            "s",
+            &format!("{}, {g}", p.name),
+            false,
+            within.map(|r| ("≤ 1.5×".into(), r <= 1.5)),
+        );
+        if vc.n == 100_000 {
+            rec.compare(
+                &format!("{}, {g}: index time", s.name),
+                ours,
+                Some(jina::EXACTNN_RAFT_INDEX_S),
+                "s",
+                &format!(
+                    "{}: 3 stateful replicas (RAFT, prefetch 10), N = 100,000",
+                    jina::SOURCE
+                ),
+                false,
+                ours.map(|o| {
+                    (
+                        "≥ 20× faster".into(),
+                        jina::EXACTNN_RAFT_INDEX_S / o >= 20.0,
+                    )
+                }),
+            );
+        }
+    }
 }
