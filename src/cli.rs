@@ -23,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the seed's bottleneck demo end to end on an embedded Deployment and prints what
@@ -72,6 +74,10 @@ pub enum Command {
         /// Its constructor arguments, as JSON.
         #[arg(long)]
         uses_with: Option<String>,
+        /// Endpoints served in batches, as JSON (Jina's worker flag):
+        /// `{"/search": {"preferred_batch_size": 16}}`.
+        #[arg(long)]
+        uses_dynamic_batching: Option<String>,
         /// The Deployment's name (used in logs and routes).
         #[arg(long, default_value = "executor")]
         name: String,
@@ -181,6 +187,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Executor {
             uses,
             uses_with,
+            uses_dynamic_batching,
             name,
             replicas,
             port,
@@ -199,6 +206,11 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 let with = serde_json::from_str(&with)
                     .map_err(|e| Error::Serve(format!("--uses-with: {e}")))?;
                 dep = dep.uses_with(with);
+            }
+            if let Some(batching) = uses_dynamic_batching {
+                let batching = serde_json::from_str(&batching)
+                    .map_err(|e| Error::Serve(format!("--uses-dynamic-batching: {e}")))?;
+                dep = dep.uses_dynamic_batching(batching);
             }
             if let Some(ws) = workspace {
                 dep = dep.workspace(ws);

@@ -119,6 +119,11 @@ impl Deployment {
         workspace(dir: impl Into<std::path::PathBuf>);
         /// Requests that may wait per shard when every replica is busy.
         queue_size(n: i64);
+        /// Serves `endpoint` in batches of up to `preferred_batch_size` docs (Jina's dynamic
+        /// batching), overriding what the Executor declares.
+        dynamic_batching(endpoint: impl Into<String>, preferred_batch_size: usize);
+        /// Jina's `uses_dynamic_batching`, as one JSON value.
+        uses_dynamic_batching(config: serde_json::Value);
         /// Replicates the Executor's state through a Raft log (needs a `workspace`).
         stateful(on: bool);
         /// Jina's `raft_configuration` keys.

@@ -24,8 +24,8 @@ pub mod topology;
 pub use flotilla_actors as actors;
 pub use flotilla_actors::doc::{Dict, Doc, DocList, NdArray, Value};
 pub use flotilla_actors::executor::{
-    Context, Executor, ExecutorError, HandlerResult, Output, Requests, factory, factory_with,
-    serde_factory,
+    Context, DynamicBatching, Executor, ExecutorError, HandlerResult, Output, Requests, factory,
+    factory_with, serde_factory,
 };
 pub use flotilla_actors::flow::PostOptions;
 pub use flotilla_actors::registry::Registry;

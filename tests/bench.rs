@@ -109,10 +109,8 @@ async fn noop_measures_every_replica_client_and_mode_beside_the_bare_echo() {
     }
     let table = r.table("noop");
     assert!(table.contains("| 3 replicas · 4 clients "), "{table}");
-    assert!(
-        table.contains("Jina (measured 2026-11-22, RESULTS.md)"),
-        "{table}"
-    );
+    assert!(table.contains(bench::jina::SOURCE), "{table}");
+    assert!(table.contains(bench::jina::SOURCE_RESULTS), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,10 +209,16 @@ async fn vector_search_agrees_with_the_bare_loop_in_every_variant_and_mode() {
             Some((vc.q * n) as u64)
         );
     }
+    // The limit of dynamic batching: the Executor given the same batches, no runtime.
+    let batched = bench::vector_search::direct_batched_variant(
+        vc.threads,
+        bench::vector_search::DYNAMIC_BATCH,
+    );
+    assert_figure(&r, s, &batched, "no runtime", "search rate", n);
     assert_eq!(
         vc.variants.len(),
-        5,
-        "1 replica, 1 replica with threads=1, 3 replicas, 2 shards, 3 stateful"
+        6,
+        "1 replica, 1 replica with threads=1, dynamic batching, 3 replicas, 2 shards, 3 stateful"
     );
     for variant in &vc.variants {
         for mode in MODES {
@@ -258,6 +262,20 @@ async fn vector_search_agrees_with_the_bare_loop_in_every_variant_and_mode() {
         .filter(|c| c.against.starts_with("the limit"))
         .count();
     assert_eq!(to_limit, vc.variants.len() * 2);
+    let with_batches = r
+        .comparisons
+        .iter()
+        .filter(|c| c.against == format!("the limit with batches: {batched}"))
+        .count();
+    assert_eq!(with_batches, 2, "the batching variant, in-process and gRPC");
+    // Issue 5's comparison: the stateful index time against the plain one of the same run.
+    assert!(
+        r.comparisons.iter().any(|c| c.what.contains("stateful")
+            && c.what.contains("index time")
+            && c.target.as_deref() == Some("≤ 1.5×")),
+        "{:?}",
+        r.comparisons
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,16 @@ use crate::remote::{RemoteError, RemoteReplica};
 use crate::replica::{ReplicaActor, Run};
 use crate::request::Request;
 
+/// Whether a queued request joins a batch ([`Dispatch::take_batch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Join {
+    Yes,
+    /// Not this one; look further.
+    No,
+    /// The batch is full: stop looking.
+    Full,
+}
+
 /// Why a request was not served.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum DispatchError {
@@ -485,6 +495,24 @@ impl Dispatch {
         }
         st.free(i);
         None
+    }
+
+    /// Takes the queued jobs that `joins` accepts, oldest first, for a replica that serves them
+    /// in one batch with the job it already holds (dynamic batching). Jobs turned down keep
+    /// their place; the scan ends at the first [`Join::Full`].
+    pub(crate) fn take_batch(&self, mut joins: impl FnMut(&Request) -> Join) -> Vec<Job> {
+        let mut st = self.lock();
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < st.queue.len() {
+            let verdict = st.queue[i].request.as_ref().map_or(Join::No, &mut joins);
+            match verdict {
+                Join::Yes => taken.extend(st.queue.remove(i)),
+                Join::No => i += 1,
+                Join::Full => break,
+            }
+        }
+        taken
     }
 
     /// Replica `i` is out of rotation (its handler panicked; it is being restarted).

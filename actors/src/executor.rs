@@ -245,6 +245,45 @@ pub struct EndpointInfo {
     /// The endpoint changes the Executor's state: on a stateful Deployment it goes through Raft.
     pub write: bool,
     pub is_async: bool,
+    /// Requests to the endpoint are merged into batches ([`Binding::dynamic_batching`]).
+    pub batching: Option<DynamicBatching>,
+}
+
+/// Jina's `@dynamic_batching`: requests to one endpoint that wait for a replica, with equal
+/// parameters, are served by one handler call over all their docs, then each request gets its
+/// own docs back.
+///
+/// A batch is formed when a replica takes a request: the compatible requests queued by then
+/// join it, oldest first, while their docs fit in `preferred_batch_size` (a request is never
+/// split; one larger than that is served alone). Unlike Jina, a
+/// request is never held back while a replica is free, waiting for its batch to fill: batches
+/// form exactly when requests queue, under load, and a lone request is served at once. So
+/// `timeout` (Jina's maximum wait for a batch, in ms) is accepted and bounds nothing here.
+///
+/// The handler must return as many docs as it got (or edit them in place), in order: a batch
+/// whose output has another length fails every request in it, as in Jina. A handler error
+/// fails every request of the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynamicBatching {
+    /// The most docs a batch takes (`None`: every compatible queued request).
+    pub preferred_batch_size: Option<usize>,
+    /// Jina's `timeout`, in milliseconds (default 10,000).
+    pub timeout_ms: u64,
+}
+
+impl DynamicBatching {
+    /// Batches of up to `preferred_batch_size` docs, with Jina's default timeout.
+    pub fn new(preferred_batch_size: usize) -> Self {
+        DynamicBatching {
+            preferred_batch_size: Some(preferred_batch_size.max(1)),
+            timeout_ms: 10_000,
+        }
+    }
+
+    /// The most docs one batch takes.
+    pub fn max_docs(&self) -> usize {
+        self.preferred_batch_size.unwrap_or(usize::MAX)
+    }
 }
 
 /// The endpoint of Jina's bare `@requests`: it serves every endpoint not bound otherwise.
@@ -271,6 +310,7 @@ impl<E: 'static> Requests<E> {
             name: name.to_owned(),
             write,
             is_async,
+            batching: None,
         };
         let i = match self.entries.iter().position(|(e, _)| e.name == name) {
             Some(i) => {
@@ -355,6 +395,13 @@ impl Binding<'_> {
         self.info.write = true;
         self
     }
+
+    /// Serves the endpoint in batches (Jina's `@dynamic_batching`): see [`DynamicBatching`].
+    /// A Deployment's `uses_dynamic_batching` overrides it.
+    pub fn dynamic_batching(self, batching: DynamicBatching) -> Self {
+        self.info.batching = Some(batching);
+        self
+    }
 }
 
 /// How a replica should serve a request.
@@ -369,6 +416,8 @@ pub enum Route {
 /// An Executor with its handler table, type-erased: what a replica holds.
 pub trait DynExecutor {
     fn route(&self, endpoint: &str) -> Route;
+    /// The endpoint handler `handler` is bound to (`/default` for the catch-all one).
+    fn endpoint_of(&self, handler: usize) -> &str;
     fn call_sync(&mut self, handler: usize, req: &mut Request, ctx: &Context) -> HandlerResult;
     fn call_async<'a>(
         &'a mut self,
@@ -428,6 +477,14 @@ impl<E: Executor> DynExecutor for Bound<E> {
             },
             None => Route::PassThrough,
         }
+    }
+
+    fn endpoint_of(&self, handler: usize) -> &str {
+        self.table
+            .0
+            .entries
+            .get(handler)
+            .map_or(DEFAULT_ENDPOINT, |(e, _)| e.name.as_str())
     }
 
     fn call_sync(&mut self, handler: usize, req: &mut Request, ctx: &Context) -> HandlerResult {

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::executor::{Context, EndpointInfo, SharedFactory};
+use crate::executor::{Context, DynamicBatching, EndpointInfo, SharedFactory};
 use crate::query::Query;
 use crate::raft::RaftSpec;
 use crate::remote::RemoteReplica;
@@ -122,6 +122,15 @@ impl ExecutorSpec {
     }
 }
 
+/// The endpoints `executor` itself serves in batches (`Binding::dynamic_batching`).
+pub fn declared_batching(executor: &ExecutorSpec) -> BTreeMap<String, DynamicBatching> {
+    executor
+        .endpoints()
+        .into_iter()
+        .filter_map(|e| Some((e.name, e.batching?)))
+        .collect()
+}
+
 impl fmt::Debug for ExecutorSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecutorSpec")
@@ -160,6 +169,8 @@ pub struct DeploymentSpec {
     /// This Deployment's one shard is shard `.0` of `.1`, the others running elsewhere: the
     /// id its replicas see and its Raft directory use `.0`.
     pub shard_of: Option<(usize, usize)>,
+    /// `uses_dynamic_batching`: per endpoint, overriding what the Executor declares.
+    pub batching: BTreeMap<String, DynamicBatching>,
 }
 
 /// The replicas of an external Executor.
@@ -212,7 +223,16 @@ impl DeploymentSpec {
             remote: None,
             stateful: None,
             shard_of: None,
+            batching: BTreeMap::new(),
         }
+    }
+
+    /// The endpoints served in batches: what the Executor declares, overridden by
+    /// `uses_dynamic_batching`.
+    pub fn batching_table(&self) -> Arc<BTreeMap<String, DynamicBatching>> {
+        let mut table = declared_batching(&self.executor);
+        table.extend(self.batching.iter().map(|(k, v)| (k.clone(), *v)));
+        Arc::new(table)
     }
 
     /// Shard `shard` of this Deployment as the Executor knows it: (id, number of shards).

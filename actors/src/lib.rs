@@ -38,7 +38,9 @@ mod system;
 /// What Executor code needs, in one import.
 pub mod prelude {
     pub use crate::doc::{Dict, Doc, DocList, NdArray, Value};
-    pub use crate::executor::{Context, Executor, ExecutorError, HandlerResult, Output, Requests};
+    pub use crate::executor::{
+        Context, DynamicBatching, Executor, ExecutorError, HandlerResult, Output, Requests,
+    };
     pub use crate::executor::{factory, factory_with, serde_factory};
     pub use crate::request::{Params, Request};
 }

@@ -8,7 +8,13 @@
 //!
 //! A stateful shard's Raft state machine also sends requests straight to a replica ([`Apply`]):
 //! committed writes, applied in log order, and snapshots of the Executor's state.
+//!
+//! An endpoint served in batches (Jina's dynamic batching, [`DynamicBatching`]): the replica
+//! that takes a request for it also takes the compatible requests queued behind it (same
+//! endpoint, equal parameters, up to the preferred size in docs), calls the handler once over
+//! all their docs, and hands each request its own docs back.
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,9 +24,11 @@ use futures::FutureExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::dispatch::{Dispatch, DispatchError, Job};
+use crate::dispatch::{Dispatch, DispatchError, Job, Join};
+use crate::doc::DocList;
 use crate::executor::{
-    Context as ExecContext, DynExecutor, ExecutorError, HandlerResult, Output, Route,
+    Context as ExecContext, DynExecutor, DynamicBatching, ExecutorError, HandlerResult, Output,
+    Route,
 };
 use crate::request::Request;
 
@@ -79,20 +87,64 @@ enum Reply {
     Job(Job),
     /// A direct request (Raft): answered, nothing else.
     Direct(oneshot::Sender<Result<Request, DispatchError>>),
+    /// The jobs of a batch, each with its request (docs taken out) and how many docs it sent,
+    /// in the order their docs were joined.
+    Batch(Vec<(Job, Request, usize)>),
 }
 
 impl Reply {
+    /// Answers; a batch gets its docs back request by request (see [`Reply::split`]), or every
+    /// request the same error.
     fn send(self, result: Result<Request, DispatchError>) {
         match self {
             Reply::Job(job) => job.reply(result),
             Reply::Direct(tx) => {
                 let _ = tx.send(result);
             }
+            Reply::Batch(parts) => match result {
+                Ok(req) => Reply::split(parts, req),
+                Err(e) => {
+                    for (job, _, _) in parts {
+                        job.reply(Err(e.clone()));
+                    }
+                }
+            },
+        }
+    }
+
+    /// Hands each request of a batch its share of the served docs, in order, and the batch's
+    /// new route. Output of another length than the input fails every request, as in Jina.
+    fn split(parts: Vec<(Job, Request, usize)>, mut served: Request) {
+        let sent: usize = parts.iter().map(|(_, _, n)| n).sum();
+        if served.docs.len() != sent {
+            let replica = served.routes.last().cloned().unwrap_or_default();
+            let error = ExecutorError::named(
+                "ValueError",
+                format!(
+                    "Dynamic Batching requires input size to equal output size. Expected output \
+                     size {sent}, but got {}",
+                    served.docs.len()
+                ),
+            );
+            for (job, _, _) in parts {
+                job.reply(Err(DispatchError::Executor {
+                    replica: replica.clone(),
+                    error: error.clone(),
+                }));
+            }
+            return;
+        }
+        let route = served.routes.last().cloned();
+        let mut docs = std::mem::take(&mut served.docs).into_vec().into_iter();
+        for (job, mut req, n) in parts {
+            req.docs = docs.by_ref().take(n).collect();
+            req.routes.extend(route.clone());
+            job.reply(Ok(req));
         }
     }
 
     fn is_job(&self) -> bool {
-        matches!(self, Reply::Job(_))
+        matches!(self, Reply::Job(_) | Reply::Batch(_))
     }
 }
 
@@ -102,6 +154,8 @@ const BATCH: usize = 64;
 pub struct ReplicaActor {
     index: usize,
     exec: Option<Box<dyn DynExecutor>>,
+    /// The endpoints served in batches, by the endpoint their handler is bound to.
+    batching: Arc<BTreeMap<String, DynamicBatching>>,
     ctx: Arc<ExecContext>,
     dispatch: Arc<Dispatch>,
     supervisor: Recipient<ReplicaFailed>,
@@ -116,11 +170,13 @@ impl ReplicaActor {
         ctx: Arc<ExecContext>,
         dispatch: Arc<Dispatch>,
         supervisor: Recipient<ReplicaFailed>,
+        batching: Arc<BTreeMap<String, DynamicBatching>>,
     ) -> Self {
         let span = tracing::info_span!("replica", name = %ctx.runtime_name);
         ReplicaActor {
             index,
             exec: Some(exec),
+            batching,
             ctx,
             dispatch,
             supervisor,
@@ -133,7 +189,8 @@ impl ReplicaActor {
     fn serve(&mut self, mut job: Job, ctx: &mut Context<Self>) {
         for _ in 0..BATCH {
             let req = job.take_request();
-            if !self.run(req, Reply::Job(job), ctx) {
+            let (req, reply) = self.batch(req, job);
+            if !self.run(req, reply, ctx) {
                 return; // async handler under way, or the replica is stopping
             }
             match self.dispatch.next(self.index) {
@@ -145,6 +202,64 @@ impl ReplicaActor {
         if let Some(next) = self.dispatch.next(self.index) {
             ctx.notify(Run(next));
         }
+    }
+
+    /// `req` (of `job`) alone, or merged with the compatible requests queued behind it when its
+    /// endpoint is served in batches.
+    fn batch(&self, req: Request, job: Job) -> (Request, Reply) {
+        let Some(max) = self.batch_size(&req) else {
+            return (req, Reply::Job(job));
+        };
+        let mut docs = req.docs.len();
+        let more = self.dispatch.take_batch(|r| {
+            if r.endpoint != req.endpoint
+                || !r.docs_matrix.is_empty()
+                || !(Arc::ptr_eq(&r.parameters, &req.parameters) || r.parameters == req.parameters)
+            {
+                Join::No
+            } else if docs + r.docs.len() <= max {
+                docs += r.docs.len();
+                Join::Yes
+            } else {
+                // The next compatible request would take the batch past its size: the batch
+                // is full (later ones wait their turn, in order).
+                Join::Full
+            }
+        });
+        if more.is_empty() {
+            return (req, Reply::Job(job));
+        }
+        let mut merged = req.with_docs(DocList::with_capacity(docs));
+        let mut parts = Vec::with_capacity(more.len() + 1);
+        let mut add = |job: Job, mut r: Request| {
+            let n = r.docs.len();
+            merged.docs.extend(std::mem::take(&mut r.docs).into_vec());
+            parts.push((job, r, n));
+        };
+        add(job, req);
+        for mut job in more {
+            let r = job.take_request();
+            add(job, r);
+        }
+        (merged, Reply::Batch(parts))
+    }
+
+    /// The most docs a batch of `req`'s endpoint takes, when it is served in batches and `req`
+    /// can be merged (a multi-part request cannot, as in Jina).
+    fn batch_size(&self, req: &Request) -> Option<usize> {
+        if self.batching.is_empty() || !req.docs_matrix.is_empty() {
+            return None;
+        }
+        let exec = self.exec.as_ref()?;
+        let handler = match exec.route(&req.endpoint) {
+            Route::Sync(h) | Route::Async(h) => h,
+            Route::PassThrough => return None,
+        };
+        let b = self
+            .batching
+            .get(&*req.endpoint)
+            .or_else(|| self.batching.get(exec.endpoint_of(handler)))?;
+        (req.docs.len() < b.max_docs()).then(|| b.max_docs())
     }
 
     /// Runs one request. Returns true when it was answered synchronously and the replica goes on;
@@ -220,6 +335,16 @@ impl ReplicaActor {
     ) -> bool {
         let replica = &self.ctx.runtime_name;
         match result {
+            Ok(Ok(Output::Results(_))) if matches!(reply, Reply::Batch(_)) => {
+                reply.send(Err(DispatchError::Executor {
+                    replica: replica.clone(),
+                    error: ExecutorError::named(
+                        "TypeError",
+                        "The return type must be DocList / `None` when using dynamic batching",
+                    ),
+                }));
+                true
+            }
             Ok(Ok(output)) => {
                 match output {
                     Output::Keep => {}

@@ -61,6 +61,7 @@ impl Router {
                     queue: d.queue,
                     restart: d.restart,
                     raft: d.raft_spec(s),
+                    batching: d.batching_table(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -177,6 +178,7 @@ fn start_helper(d: &DeploymentSpec, role: &str, e: &ExecutorSpec) -> Result<Shar
         queue: d.queue,
         restart: d.restart,
         raft: None,
+        batching: std::sync::Arc::new(crate::graph::declared_batching(e)),
     })
 }
 

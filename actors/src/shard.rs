@@ -5,7 +5,7 @@
 //! Dispatch itself does not go through the supervisor's mailbox: callers and replicas share the
 //! shard's [`Dispatch`] table, and the supervisor only changes who is in it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use actix_rt::Arbiter;
 use tokio::sync::oneshot;
 
 use crate::dispatch::{Dispatch, DispatchError};
-use crate::executor::{Context as ExecContext, ExecutorError, SharedFactory};
+use crate::executor::{Context as ExecContext, DynamicBatching, ExecutorError, SharedFactory};
 use crate::raft::group::{self as raft_group, RaftGroup, RaftSpec};
 use crate::remote::RemoteReplica;
 use crate::replica::{ReplicaActor, ReplicaFailed, Stop};
@@ -53,6 +53,8 @@ pub struct ShardSpec {
     pub restart: RestartPolicy,
     /// A stateful shard: its writes go through a Raft log.
     pub raft: Option<RaftSpec>,
+    /// The endpoints served in batches (by the endpoint a handler is bound to).
+    pub batching: Arc<BTreeMap<String, DynamicBatching>>,
 }
 
 /// A replica could not be started.
@@ -328,7 +330,10 @@ impl ShardSupervisor {
                 }))
             });
             let result = match built {
-                Ok(Ok(exec)) => Ok(ReplicaActor::new(i, exec, ectx, dispatch, me).start()),
+                Ok(Ok(exec)) => {
+                    let batching = spec.batching.clone();
+                    Ok(ReplicaActor::new(i, exec, ectx, dispatch, me, batching).start())
+                }
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(ExecutorError::named(
                     "Panic",

@@ -114,6 +114,9 @@ pub struct Variant {
     pub configure: fn(Deployment, &RunEnv) -> Deployment,
 }
 
+/// `preferred_batch_size` of the dynamic-batching variant.
+pub const DYNAMIC_BATCH: usize = 16;
+
 /// What a variant's Deployment may use in one run.
 #[derive(Clone, Debug)]
 pub struct RunEnv {
@@ -137,6 +140,14 @@ pub fn variants() -> Vec<Variant> {
             index: IndexPath::Post,
             threads: 1,
             configure: |d, _| d,
+        },
+        // Jina's dynamic batching on /search: queries that queue behind a search are scored
+        // together, in one pass over the matrix.
+        Variant {
+            name: format!("1 replica, dynamic batching ({DYNAMIC_BATCH})"),
+            index: IndexPath::Post,
+            threads,
+            configure: |d, _| d.dynamic_batching("/search", DYNAMIC_BATCH),
         },
         Variant {
             name: "3 replicas".into(),
@@ -217,9 +228,30 @@ pub fn bare_variant(t: usize) -> String {
     format!("bare loop · {}", threads_label(t))
 }
 
-/// The variant name of the direct Executor with `threads`.
+/// The variant name of the direct Executor with `threads`, one query per call.
 pub fn direct_variant(t: usize) -> String {
     format!("ExactNNIndexer, no runtime · threads={t}")
+}
+
+/// The variant name of the direct Executor with `threads`, `b` queries per call: the limit
+/// for dynamic batching.
+pub fn direct_batched_variant(t: usize, b: usize) -> String {
+    format!("ExactNNIndexer, no runtime · threads={t}, {b} queries per call")
+}
+
+/// The direct runs: each thread count one query per call, and every core with batches of
+/// [`DYNAMIC_BATCH`] queries. (threads, queries per call, variant name).
+fn direct_runs(thread_counts: &[usize], threads: usize) -> Vec<(usize, usize, String)> {
+    let mut runs: Vec<_> = thread_counts
+        .iter()
+        .map(|&t| (t, 1, direct_variant(t)))
+        .collect();
+    runs.push((
+        threads,
+        DYNAMIC_BATCH,
+        direct_batched_variant(threads, DYNAMIC_BATCH),
+    ));
+    runs
 }
 
 /// What the checks compare against: the bare loop's top-k rows and the normalised queries.
@@ -299,7 +331,7 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
     } else {
         vec![1]
     };
-    p.plan((1 + repeats * (1 + thread_counts.len() + 2 * vc.variants.len())) as u64);
+    p.plan((1 + repeats * (2 + 2 * thread_counts.len() + 2 * vc.variants.len())) as u64);
     let mut rec = Recorder::new(SCENARIO);
 
     p.step(format!(
@@ -374,14 +406,13 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
     let truth = Arc::new(truth.ok_or_else(|| BenchError::wrong("the bare loop", "no run"))?);
 
     // ExactNNIndexer without a runtime.
-    for &threads in &thread_counts {
+    for (threads, per_call, v) in direct_runs(&thread_counts, vc.threads) {
         for i in 0..repeats {
-            let v = direct_variant(threads);
             p.step(format!("vector-search: {v} ({}/{repeats})", i + 1));
             let d = data.clone();
             let size = vc.request_size;
             let (index_took, search_took, rows) =
-                tokio::task::spawn_blocking(move || direct_run(&d, size, k, threads))
+                tokio::task::spawn_blocking(move || direct_run(&d, size, k, threads, per_call))
                     .await
                     .ctx("ExactNNIndexer without a runtime")??;
             let (exact, ties) = truth.check(&rows, &v)?;
@@ -474,13 +505,14 @@ fn record_agreement(rec: &mut Recorder, v: &str, mode: &str, exact: u64, ties: u
     }
 }
 
-/// Indexes and searches with `ExactNNIndexer` called directly; returns the index time, the
-/// search time and each query's rows.
+/// Indexes and searches with `ExactNNIndexer` called directly (`per_call` queries per
+/// `/search`); returns the index time, the search time and each query's rows.
 fn direct_run(
     data: &Dataset,
     size: usize,
     k: usize,
     threads: usize,
+    per_call: usize,
 ) -> Result<(Duration, Duration, Vec<Vec<usize>>), BenchError> {
     let mut exec = DirectExactNN::new(
         &json!({"dim": data.dim, "metric": "cosine", "limit": k, "threads": threads}),
@@ -494,8 +526,8 @@ fn direct_run(
     drop(index);
     let mut searches: Vec<KRequest> = query_docs(&data.queries, data.dim)
         .into_vec()
-        .into_iter()
-        .map(|d| KRequest::new("/search", DocList::from(d)))
+        .chunks(per_call.max(1))
+        .map(|c| KRequest::new("/search", DocList::from(c.to_vec())))
         .collect();
     let t = Instant::now();
     for r in searches.iter_mut() {
@@ -652,7 +684,8 @@ impl ExecutorFactory for Preloaded {
 }
 
 fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
-    // The limit: the fastest search of this run with no runtime around it.
+    // The limit: the fastest search of this run with no runtime around it, one query per call
+    // (as every variant but the batching one serves them).
     let limit = thread_counts
         .iter()
         .flat_map(|&t| [bare_variant(t), direct_variant(t)])
@@ -662,20 +695,37 @@ fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
         Some((v, q)) => (v, Some(q)),
         None => (String::new(), None),
     };
+    let batched = direct_batched_variant(vc.threads, DYNAMIC_BATCH);
     for variant in &vc.variants {
+        // A batching variant scores queries together: its limit is the direct Executor given
+        // the same batches.
+        let (against, qps) = if variant.name.contains("dynamic batching") {
+            (
+                format!("the limit with batches: {batched}"),
+                rec.median(&batched, NO_RUNTIME, "search rate"),
+            )
+        } else {
+            (
+                format!("the limit (fastest without a runtime): {limit_name}"),
+                limit_qps,
+            )
+        };
         for mode in Mode::BOTH {
             rec.compare(
                 &format!("{}, {}: search QPS", variant.name, mode.label()),
                 rec.median(&variant.name, mode.label(), "search rate"),
-                limit_qps,
+                qps,
                 "QPS",
-                &format!("the limit (fastest without a runtime): {limit_name}"),
+                &against,
                 true,
                 None,
             );
         }
         let direct = direct_variant(variant.threads);
-        if variant.index == IndexPath::Post && !variant.name.contains("shard") {
+        if variant.index == IndexPath::Post
+            && !variant.name.contains("shard")
+            && !variant.name.contains("batching")
+        {
             rec.compare(
                 &format!("{}, in-process: search QPS", variant.name),
                 rec.median(&variant.name, Mode::InProcess.label(), "search rate"),
@@ -686,6 +736,25 @@ fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
                 None,
             );
         }
+    }
+    if let Some(b) = vc
+        .variants
+        .iter()
+        .find(|v| v.name.contains("dynamic batching"))
+    {
+        let g = Mode::Grpc.label();
+        rec.compare(
+            &format!("{}, {g}: search QPS", b.name),
+            rec.median(&b.name, g, "search rate"),
+            Some(jina::EXACTNN_R1_QPS),
+            "QPS",
+            &format!(
+                "{}: 1 replica, N = 100,000, Q = 50 streamed with request_size=1",
+                jina::SOURCE
+            ),
+            true,
+            None,
+        );
     }
     if let Some(one) = vc.variants.iter().find(|v| v.name == "1 replica") {
         let g = Mode::Grpc.label();

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use flotilla_actors::executor::SharedFactory;
+use flotilla_actors::executor::{DEFAULT_ENDPOINT, DynamicBatching, EndpointInfo, SharedFactory};
 use flotilla_actors::gpu;
 use flotilla_actors::graph::{
     DEFAULT_PER_REMOTE, DEFAULT_QUEUE, DeploymentSpec, ExecutorSpec, Graph, NodeSpec, Polling,
@@ -539,6 +539,93 @@ fn stateful(
     })
 }
 
+/// `uses_dynamic_batching`, checked: endpoints the Executor serves (an endpoint it does not
+/// bind goes to its `/default` handler, if any), Jina's keys with sensible values, and no
+/// write endpoint of a stateful Executor (writes are applied one log entry at a time).
+fn dynamic_batching(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    name: &str,
+    map: &serde_json::Map<String, serde_json::Value>,
+    uses: &str,
+    endpoints: &[EndpointInfo],
+    stateful: bool,
+) -> BTreeMap<String, DynamicBatching> {
+    const KEY: &str = "uses_dynamic_batching";
+    let mut out = BTreeMap::new();
+    let has_default = endpoints.iter().any(|e| e.name == DEFAULT_ENDPOINT);
+    for (endpoint, v) in map {
+        let mut fail = |msg: String| cx.error(i, name, Some(KEY), format!("{endpoint}: {msg}"));
+        let bound = endpoints.iter().find(|e| e.name == *endpoint);
+        if bound.is_none() && !has_default {
+            let known: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+            fail(format!(
+                "Executor '{uses}' has no such endpoint (it serves {})",
+                known.join(", ")
+            ));
+            continue;
+        }
+        if stateful && bound.is_some_and(|e| e.write) {
+            fail("a write endpoint of a stateful Executor is applied one log entry at a time, not in batches".into());
+            continue;
+        }
+        let Some(fields) = v.as_object() else {
+            fail(format!(
+                "expected a map of preferred_batch_size, timeout, flush_all; got {v}"
+            ));
+            continue;
+        };
+        let mut b = DynamicBatching {
+            preferred_batch_size: None,
+            timeout_ms: 10_000,
+        };
+        let mut flush_all = false;
+        let mut ok = true;
+        for (k, val) in fields {
+            match (k.as_str(), val) {
+                ("preferred_batch_size", serde_json::Value::Null) => {}
+                ("preferred_batch_size", val) => match val.as_u64() {
+                    Some(n) if n >= 1 => b.preferred_batch_size = Some(n as usize),
+                    _ => {
+                        fail(format!(
+                            "preferred_batch_size must be a whole number of docs >= 1, got {val}"
+                        ));
+                        ok = false;
+                    }
+                },
+                ("timeout", val) => match val.as_f64() {
+                    Some(ms) if ms >= 0.0 && ms.is_finite() => b.timeout_ms = ms as u64,
+                    _ => {
+                        fail(format!(
+                            "timeout must be a number of milliseconds >= 0, got {val}"
+                        ));
+                        ok = false;
+                    }
+                },
+                ("flush_all", serde_json::Value::Bool(f)) => flush_all = *f,
+                ("flush_all", val) => {
+                    fail(format!("flush_all must be true or false, got {val}"));
+                    ok = false;
+                }
+                (other, _) => {
+                    fail(format!(
+                        "unknown key '{other}' (known: preferred_batch_size, timeout, flush_all)"
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        if flush_all {
+            // Jina's flush_all hands the handler everything queued in one call.
+            b.preferred_batch_size = None;
+        }
+        if ok {
+            out.insert(endpoint.clone(), b);
+        }
+    }
+    out
+}
+
 /// Jina's rules: a list of one port per replica (one shard), or a map from shard id to such a
 /// list with an entry for every shard.
 fn check_peer_ports(
@@ -703,6 +790,32 @@ fn deployment(
             0
         }
     };
+    let batching = match (&e.uses_dynamic_batching, &executor) {
+        (Some(_), _) if remote.is_some() => {
+            cx.error(
+                i,
+                name,
+                Some("uses_dynamic_batching"),
+                "an external Executor batches requests on its own server",
+            );
+            BTreeMap::new()
+        }
+        (Some(serde_json::Value::Object(map)), Some((uses, f))) => {
+            dynamic_batching(cx, i, name, map, uses, &f.endpoints(), stateful.is_some())
+        }
+        (Some(v), _) if !v.is_object() => {
+            cx.error(
+                i,
+                name,
+                Some("uses_dynamic_batching"),
+                format!(
+                    "expected a map from endpoint to {{preferred_batch_size, timeout}}, got {v}"
+                ),
+            );
+            BTreeMap::new()
+        }
+        _ => BTreeMap::new(),
+    };
     let (uses, factory) = executor?;
     let mut d = DeploymentSpec::new(
         Arc::<str>::from(name),
@@ -725,6 +838,7 @@ fn deployment(
     d.remote = remote;
     d.stateful = stateful;
     d.shard_of = e.shard_of;
+    d.batching = batching;
     Some(NodeSpec {
         deployment: d,
         needs: needs.to_vec(),

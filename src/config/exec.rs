@@ -87,6 +87,9 @@ pub struct Exec {
     pub install_requirements: Option<bool>,
     /// Requests that may wait per shard when every replica is busy (flotilla's own key).
     pub queue_size: Option<i64>,
+    /// Jina's `uses_dynamic_batching`: `{endpoint: {preferred_batch_size, timeout, flush_all}}`,
+    /// overriding what the Executor declares.
+    pub uses_dynamic_batching: Option<serde_json::Value>,
     /// `needs` is every Executor no one needs so far (the builder's `needs_all`).
     #[serde(skip)]
     pub needs_all: bool,
@@ -251,6 +254,32 @@ impl Exec {
     /// Replicates the Executor's state through a Raft log (needs a `workspace`).
     pub fn stateful(mut self, on: bool) -> Self {
         self.stateful = Some(on);
+        self
+    }
+
+    /// Serves `endpoint` in batches of up to `preferred_batch_size` docs (Jina's
+    /// `uses_dynamic_batching`; see `flotilla_actors::executor::DynamicBatching`).
+    pub fn dynamic_batching(
+        mut self,
+        endpoint: impl Into<String>,
+        preferred_batch_size: usize,
+    ) -> Self {
+        let entry = serde_json::json!({ "preferred_batch_size": preferred_batch_size });
+        match &mut self.uses_dynamic_batching {
+            Some(serde_json::Value::Object(map)) => {
+                map.insert(endpoint.into(), entry);
+            }
+            _ => {
+                self.uses_dynamic_batching = Some(serde_json::json!({ endpoint.into(): entry }));
+            }
+        }
+        self
+    }
+
+    /// Jina's `uses_dynamic_batching` as one JSON value:
+    /// `{"/search": {"preferred_batch_size": 16, "timeout": 100}}`.
+    pub fn uses_dynamic_batching(mut self, config: serde_json::Value) -> Self {
+        self.uses_dynamic_batching = Some(config);
         self
     }
 

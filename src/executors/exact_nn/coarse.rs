@@ -120,14 +120,14 @@ impl Coarse {
         } else {
             0.0
         };
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         let groups = &mut self.groups[panel * self.pairs..(panel + 1) * self.pairs];
         let mut residual = 0.0f64;
         for (j, &v) in x.iter().enumerate() {
-            let level = if scale > 0.0 {
-                (v / scale).round().clamp(-ROW_LEVELS, ROW_LEVELS)
-            } else {
-                0.0
-            };
+            // Nearest level, ties away from zero (`as` truncates and saturates, NaN → 0):
+            // any level would do, the residual below is measured, not assumed; this one is
+            // the closest and needs no libm call.
+            let level = ((v * inv + 0.5f32.copysign(v)) as i32).clamp(-127, 127) as f32;
             groups[j / 2][2 * lane + j % 2] = level as i8;
             // s·x̂ is exact in f64 (24 × 8 significant bits).
             let d = f64::from(v) - f64::from(scale) * f64::from(level);

@@ -1,0 +1,375 @@
+//! Dynamic batching (Jina's `@dynamic_batching` / `uses_dynamic_batching`): requests that queue
+//! for a replica are served by one handler call, each getting its own docs back; a lone request
+//! is never held back; requests with other parameters are never merged; a batch whose output has
+//! another length fails every request in it.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::within;
+use flotilla::actors::executor::{SharedFactory, factory};
+use flotilla::actors::prelude::*;
+use flotilla::{Deployment, Error, PostOptions};
+
+/// The handler calls seen: (endpoint, parameter `x`, docs in the call).
+type Calls = Arc<Mutex<Vec<(String, i64, usize)>>>;
+
+/// `/embed` is batched (4 docs), sleeps `ms` and tags each doc with the size of its call;
+/// `/bad` (batched) drops a doc; `/count` (batched) answers with results; `/plain` is not batched.
+struct Batcher {
+    calls: Calls,
+}
+
+impl Executor for Batcher {
+    fn requests(r: &mut Requests<Self>) {
+        r.on("/embed", Batcher::embed)
+            .dynamic_batching(DynamicBatching::new(4));
+        r.on("/bad", Batcher::bad)
+            .dynamic_batching(DynamicBatching::new(4));
+        r.on("/count", Batcher::count)
+            .dynamic_batching(DynamicBatching::new(4));
+        r.on("/plain", Batcher::embed);
+    }
+}
+
+impl Batcher {
+    fn note(&self, req: &Request) {
+        let x = req.parameter("x").and_then(|v| v.as_i64()).unwrap_or(0);
+        self.calls
+            .lock()
+            .unwrap()
+            .push((req.endpoint.to_string(), x, req.docs.len()));
+    }
+
+    fn embed(&mut self, req: &mut Request, _: &Context) {
+        self.note(req);
+        let ms = req.parameter("ms").and_then(|v| v.as_u64()).unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(ms));
+        let n = req.docs.len() as i64;
+        for d in req.docs.iter_mut() {
+            d.tags_mut().insert("call".into(), Value::from(n));
+        }
+    }
+
+    fn bad(&mut self, req: &mut Request, _: &Context) -> DocList {
+        self.note(req);
+        let mut docs = std::mem::take(&mut req.docs);
+        docs.pop();
+        docs
+    }
+
+    fn count(&mut self, req: &mut Request, _: &Context) -> Output {
+        self.note(req);
+        Output::Results(serde_json::json!({"n": req.docs.len()}))
+    }
+}
+
+fn batcher() -> (SharedFactory, Calls) {
+    let calls = Calls::default();
+    let c = calls.clone();
+    (factory(move |_| Ok(Batcher { calls: c.clone() })), calls)
+}
+
+fn opts(params: serde_json::Value) -> PostOptions {
+    PostOptions {
+        parameters: params.as_object().cloned().unwrap_or_default(),
+        ..PostOptions::default()
+    }
+}
+
+fn sizes(calls: &Calls, endpoint: &str) -> Vec<usize> {
+    calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.0 == endpoint)
+        .map(|c| c.2)
+        .collect()
+}
+
+/// Holds the one replica busy on `/embed` for 400 ms, sends `burst` while it is held, and
+/// returns the burst's answers once the hold is over.
+async fn behind_a_hold<F, T>(dep: &flotilla::Running, burst: F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let hold_opts = opts(serde_json::json!({"ms": 400}));
+    let hold = dep.post_with("/embed", Doc::with_id("hold"), &hold_opts);
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        burst.await
+    };
+    let (held, out) = within(30, futures::future::join(hold, later)).await;
+    held.expect("the hold is served");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_are_served_in_batches_each_getting_its_own_docs() {
+    let (f, calls) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .start()
+        .unwrap();
+    let one = opts(serde_json::json!({}));
+    let answers = behind_a_hold(
+        &dep,
+        futures::future::join_all(
+            (0..12).map(|i| dep.post_with("/embed", Doc::with_id(format!("d{i}")), &one)),
+        ),
+    )
+    .await;
+    for (i, a) in answers.into_iter().enumerate() {
+        let docs = a.expect("served");
+        assert_eq!(
+            docs.ids(),
+            vec![format!("d{i}")],
+            "each request gets its own doc"
+        );
+        assert_eq!(docs[0].tag("call").and_then(|v| v.as_f64()), Some(4.0));
+    }
+    // The hold alone, then the 12 queued requests in three calls of 4.
+    assert_eq!(sizes(&calls, "/embed"), vec![1, 4, 4, 4]);
+    dep.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_never_split_and_batches_keep_to_their_size() {
+    let (f, calls) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .start()
+        .unwrap();
+    let one = opts(serde_json::json!({}));
+    // Requests of 3, 1, 2, 5 and 1 docs, in that order, behind the hold.
+    let counts = [3usize, 1, 2, 5, 1];
+    let answers = behind_a_hold(
+        &dep,
+        futures::future::join_all(counts.iter().enumerate().map(|(r, &n)| {
+            let docs: DocList = (0..n).map(|i| Doc::with_id(format!("r{r}-{i}"))).collect();
+            let dep = &dep;
+            let one = &one;
+            async move {
+                // Keep the order of arrival.
+                tokio::time::sleep(Duration::from_millis(10 * r as u64)).await;
+                dep.post_with("/embed", docs, one).await
+            }
+        })),
+    )
+    .await;
+    for (r, (a, &n)) in answers.into_iter().zip(&counts).enumerate() {
+        let docs = a.expect("served");
+        let want: Vec<String> = (0..n).map(|i| format!("r{r}-{i}")).collect();
+        assert_eq!(docs.ids(), want, "request {r} gets its own docs, in order");
+    }
+    // 3 + 1 fill a batch of 4; 2 cannot join the 5 after it (4 at most); 5 is served alone;
+    // then the last 1.
+    assert_eq!(sizes(&calls, "/embed"), vec![1, 4, 2, 5, 1]);
+    dep.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_request_is_never_held_back_for_its_batch_to_fill() {
+    let (f, calls) = batcher();
+    // Jina would wait up to the timeout (10 s here) for 4 docs before calling the handler.
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .uses_dynamic_batching(
+            serde_json::json!({"/embed": {"preferred_batch_size": 4, "timeout": 10000}}),
+        )
+        .start()
+        .unwrap();
+    within(5, async {
+        for i in 0..5 {
+            let docs = dep
+                .post("/embed", Doc::with_id(format!("s{i}")))
+                .await
+                .unwrap();
+            assert_eq!(docs.ids(), vec![format!("s{i}")]);
+        }
+    })
+    .await;
+    assert_eq!(sizes(&calls, "/embed"), vec![1; 5]);
+    dep.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_other_parameters_are_never_merged() {
+    let (f, calls) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .start()
+        .unwrap();
+    let p: Vec<PostOptions> = (0..8)
+        .map(|i| opts(serde_json::json!({"x": 1 + i % 2})))
+        .collect();
+    let answers = behind_a_hold(
+        &dep,
+        futures::future::join_all(
+            p.iter()
+                .enumerate()
+                .map(|(i, o)| dep.post_with("/embed", Doc::with_id(format!("p{i}")), o)),
+        ),
+    )
+    .await;
+    assert!(answers.iter().all(|a| a.is_ok()));
+    let mut seen: Vec<(i64, usize)> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|c| (c.1, c.2))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![(1, 4), (2, 4)]);
+    dep.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_output_has_another_length_fails_every_request_in_it() {
+    let (f, calls) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .start()
+        .unwrap();
+    let none = opts(serde_json::json!({}));
+    let (bad, counted) = behind_a_hold(&dep, async {
+        let bad = futures::future::join_all(
+            (0..3).map(|i| dep.post_with("/bad", Doc::with_id(format!("b{i}")), &none)),
+        );
+        let counted = futures::future::join_all(
+            (0..2).map(|i| dep.post_with("/count", Doc::with_id(format!("c{i}")), &none)),
+        );
+        futures::future::join(bad, counted).await
+    })
+    .await;
+    assert_eq!(sizes(&calls, "/bad"), vec![3]);
+    for r in bad {
+        let err = r.expect_err("a batch of 3 came back with 2 docs");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ValueError")
+                && msg.contains(
+                    "Dynamic Batching requires input size to equal output size. Expected output size 3, but got 2"
+                ),
+            "{msg}"
+        );
+    }
+    assert_eq!(sizes(&calls, "/count"), vec![2]);
+    for r in counted {
+        let msg = r.expect_err("results cannot be split").to_string();
+        assert!(
+            msg.contains("TypeError") && msg.contains("dynamic batching"),
+            "{msg}"
+        );
+    }
+    dep.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uses_dynamic_batching_overrides_the_executors_declaration() {
+    let (f, calls) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .dynamic_batching("/embed", 2)
+        .dynamic_batching("/plain", 3)
+        .start()
+        .unwrap();
+    let none = opts(serde_json::json!({}));
+    behind_a_hold(&dep, async {
+        let embed = futures::future::join_all(
+            (0..6).map(|i| dep.post_with("/embed", Doc::with_id(format!("e{i}")), &none)),
+        );
+        let plain = futures::future::join_all(
+            (0..3).map(|i| dep.post_with("/plain", Doc::with_id(format!("p{i}")), &none)),
+        );
+        let (e, p) = futures::future::join(embed, plain).await;
+        assert!(e.iter().chain(&p).all(|a| a.is_ok()));
+    })
+    .await;
+    assert_eq!(sizes(&calls, "/embed"), vec![1, 2, 2, 2]);
+    assert_eq!(sizes(&calls, "/plain"), vec![3]);
+    dep.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_without_batching_serves_queued_requests_one_by_one() {
+    let (f, calls) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .start()
+        .unwrap();
+    let none = opts(serde_json::json!({}));
+    behind_a_hold(
+        &dep,
+        futures::future::join_all(
+            (0..3).map(|i| dep.post_with("/plain", Doc::with_id(format!("q{i}")), &none)),
+        ),
+    )
+    .await;
+    assert_eq!(sizes(&calls, "/plain"), vec![1, 1, 1]);
+    dep.close();
+}
+
+fn config_error(dep: Deployment) -> String {
+    match dep.start() {
+        Err(Error::Config(e)) => e.to_string(),
+        Err(e) => panic!("expected a config error, got {e}"),
+        Ok(_) => panic!("expected a config error"),
+    }
+}
+
+#[test]
+fn bad_uses_dynamic_batching_is_rejected_naming_the_key() {
+    let with = |v: serde_json::Value| {
+        let (f, _) = batcher();
+        config_error(
+            Deployment::new()
+                .name("b")
+                .uses_factory("Batcher", f)
+                .uses_dynamic_batching(v),
+        )
+    };
+    let e = with(serde_json::json!({"/nope": {"preferred_batch_size": 2}}));
+    assert!(
+        e.contains("executor 'b', key 'uses_dynamic_batching': /nope: Executor 'Batcher' has no such endpoint"),
+        "{e}"
+    );
+    let e = with(serde_json::json!({"/embed": {"preferred_batch_size": 0}}));
+    assert!(
+        e.contains("/embed: preferred_batch_size must be a whole number of docs >= 1, got 0"),
+        "{e}"
+    );
+    let e = with(serde_json::json!({"/embed": {"prefered_batch_size": 2}}));
+    assert!(
+        e.contains("/embed: unknown key 'prefered_batch_size'"),
+        "{e}"
+    );
+    let e = with(serde_json::json!({"/embed": {"timeout": "soon"}}));
+    assert!(
+        e.contains("/embed: timeout must be a number of milliseconds >= 0"),
+        "{e}"
+    );
+    let e = with(serde_json::json!(["/embed"]));
+    assert!(e.contains("expected a map from endpoint to"), "{e}");
+}
+
+#[test]
+fn a_stateful_write_endpoint_cannot_be_batched() {
+    let e = config_error(
+        Deployment::new()
+            .name("idx")
+            .uses("ExactNNIndexer")
+            .uses_with(serde_json::json!({"dim": 4}))
+            .replicas(3)
+            .stateful(true)
+            .workspace(std::env::temp_dir().join("flotilla-batching-never-started"))
+            .dynamic_batching("/index", 8),
+    );
+    assert!(
+        e.contains("key 'uses_dynamic_batching': /index: a write endpoint of a stateful Executor"),
+        "{e}"
+    );
+}
