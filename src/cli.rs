@@ -148,6 +148,10 @@ pub enum Command {
         /// Measurements per figure (default 3, or 1 with --quick).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
         repeats: Option<u64>,
+        /// vector-search: run only the variants whose name contains this text (the baselines
+        /// always run), such as `--variant stateful`.
+        #[arg(long)]
+        variant: Option<String>,
     },
 }
 
@@ -246,7 +250,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             quick,
             json,
             repeats,
-        } => bench(scenario, quick, json, repeats).await,
+            variant,
+        } => bench(scenario, quick, json, repeats, variant).await,
     }
 }
 
@@ -256,6 +261,7 @@ async fn bench(
     quick: bool,
     json: Option<PathBuf>,
     repeats: Option<u64>,
+    variant: Option<String>,
 ) -> Result<(), Error> {
     use crate::bench::{BenchConfig, RunInfo};
     let failed = |e: crate::bench::BenchError| Error::Io {
@@ -269,6 +275,19 @@ async fn bench(
     };
     if let Some(r) = repeats {
         cfg.repeats = r as usize;
+    }
+    if let Some(v) = variant {
+        let known: Vec<String> = cfg.vector.variants.iter().map(|x| x.name.clone()).collect();
+        cfg.vector.variants.retain(|x| x.name.contains(&v));
+        if cfg.vector.variants.is_empty() {
+            return Err(Error::Io {
+                path: "flotilla bench --variant".into(),
+                source: std::io::Error::other(format!(
+                    "{v:?} matches no vector-search variant (they are: {})",
+                    known.join("; ")
+                )),
+            });
+        }
     }
     let report = crate::bench::run(scenario, &cfg).await.map_err(failed)?;
     let title = format!(

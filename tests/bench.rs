@@ -371,6 +371,8 @@ fn the_cli_parses_bench() {
         "out.json",
         "--repeats",
         "2",
+        "--variant",
+        "stateful",
     ])
     .expect("parses");
     match cli.command {
@@ -379,14 +381,40 @@ fn the_cli_parses_bench() {
             quick,
             json,
             repeats,
+            variant,
         } => {
             assert_eq!(scenario, Scenario::VectorSearch);
             assert!(quick);
             assert_eq!(json.as_deref(), Some(std::path::Path::new("out.json")));
             assert_eq!(repeats, Some(2));
+            assert_eq!(variant.as_deref(), Some("stateful"));
         }
         other => panic!("{other:?}"),
     }
     assert!(Cli::try_parse_from(["flotilla", "bench", "everything"]).is_err());
     assert!(Cli::try_parse_from(["flotilla", "bench", "noop", "--repeats", "0"]).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_filter_that_matches_nothing_is_refused_naming_the_variants() {
+    use clap::Parser;
+    use flotilla::cli::Cli;
+    let cli = Cli::try_parse_from([
+        "flotilla",
+        "bench",
+        "vector-search",
+        "--quick",
+        "--variant",
+        "no such variant",
+    ])
+    .expect("parses");
+    let err = within(60, flotilla::cli::run(cli))
+        .await
+        .expect_err("nothing to run");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"no such variant\" matches no vector-search variant")
+            && msg.contains("3 stateful replicas (Raft)"),
+        "{msg}"
+    );
 }
