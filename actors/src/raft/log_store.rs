@@ -107,7 +107,15 @@ struct Inner {
     syncer: mpsc::Sender<Pending>,
     /// Set after any failed write or sync; shared with the sync thread.
     failed: Arc<AtomicBool>,
+    /// When `committed` was last written to disk.
+    committed_saved: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often at most the `committed` file is rewritten. openraft saves the commit index after
+/// every commit, in its main loop; the file only lets a restarted node apply its log before it
+/// hears from a leader, and an older value is as safe (it is a prefix of the committed log), so
+/// rewriting it for every entry would only slow every write down.
+const COMMITTED_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 struct Mem {
     entries: BTreeMap<u64, Entry>,
@@ -227,6 +235,7 @@ impl LogStore {
                     records: loaded.records,
                 }),
                 syncer,
+                committed_saved: Mutex::new(None),
                 failed,
             }),
         })
@@ -393,6 +402,21 @@ impl Inner {
             self.mem_mut()?.committed = committed;
             Ok(())
         })
+    }
+
+    /// Whether `committed` is due to be written again (see [`COMMITTED_EVERY`]); if so, counts
+    /// it as written now.
+    fn committed_due(&self) -> bool {
+        let mut last = self
+            .committed_saved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < COMMITTED_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Removes the entries at and after `log_id.index`.
@@ -704,6 +728,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError> {
+        if !self.inner.committed_due() {
+            self.inner
+                .mem_mut()
+                .map_err(|e| StorageIOError::write(&e))?
+                .committed = committed;
+            return Ok(());
+        }
         self.blocking(move |inner| inner.save_committed(committed))
             .await
             .map_err(|e| StorageIOError::write(&e).into())

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::snapshot::{self, Meta};
-use super::types::{Applied, Entry, NodeId, StorageError, TypeConfig};
+use super::types::{Applied, Entry, NodeId, StorageError, TypeConfig, Write};
 use crate::dispatch::DispatchError;
 use crate::replica::{ApplyEncoded, ReplicaActor, Restore, Snapshot as TakeSnapshot};
 use crate::request::Request;
@@ -134,6 +134,29 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Hands one logged write to the replica (in log order), unless its token says it was
+    /// applied already.
+    fn send(&mut self, w: Write) -> Pending {
+        if w.token != 0 && !self.tokens.insert(w.token) {
+            return Pending::Ready(Applied::Duplicate);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.replica.do_send(ApplyEncoded {
+            request: w.request,
+            reply: tx,
+        });
+        Pending::Sent(rx)
+    }
+
+    /// What a write handed over applied as.
+    async fn settle(&self, p: Pending) -> Result<Applied, StorageError> {
+        match p {
+            Pending::Ready(a) => Ok(a),
+            Pending::Sent(rx) => self.outcome(rx.await),
+            Pending::Batch(_) => Err(sm_err(Failure("internal: a batch inside a batch".into()))),
+        }
+    }
+
     /// What applying a write sent to the replica came to.
     // `StorageError` is openraft's, the error type `apply` must return.
     #[allow(clippy::result_large_err)]
@@ -163,6 +186,8 @@ impl StateMachine {
 enum Pending {
     Ready(Applied),
     Sent(oneshot::Receiver<Result<Request, DispatchError>>),
+    /// The writes of a batch entry, in order.
+    Batch(Vec<Pending>),
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -185,17 +210,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let p = match entry.payload {
                 EntryPayload::Blank => Pending::Ready(Applied::Nothing),
-                EntryPayload::Normal(w) if w.token != 0 && !self.tokens.insert(w.token) => {
-                    Pending::Ready(Applied::Duplicate)
-                }
-                EntryPayload::Normal(w) => {
-                    let (tx, rx) = oneshot::channel();
-                    self.replica.do_send(ApplyEncoded {
-                        request: w.request,
-                        reply: tx,
-                    });
-                    Pending::Sent(rx)
-                }
+                EntryPayload::Normal(w) => match w.unbatch() {
+                    None => self.send(w),
+                    Some(Ok(writes)) => {
+                        Pending::Batch(writes.into_iter().map(|w| self.send(w)).collect())
+                    }
+                    // The same bytes fail the same way on every node: applied, as a failure.
+                    Some(Err(e)) => Pending::Ready(Applied::Failed {
+                        replica: format!("raft node {}", self.node),
+                        name: "RaftError".into(),
+                        message: format!("a logged batch of writes could not be decoded: {e}"),
+                    }),
+                },
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Pending::Ready(Applied::Nothing)
@@ -206,8 +232,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::with_capacity(pending.len());
         for (log_id, p) in pending {
             let applied = match p {
-                Pending::Ready(a) => a,
-                Pending::Sent(rx) => self.outcome(rx.await)?,
+                Pending::Batch(items) => {
+                    let mut each = Vec::with_capacity(items.len());
+                    for p in items {
+                        each.push(self.settle(p).await?);
+                    }
+                    Applied::Batch(each)
+                }
+                p => self.settle(p).await?,
             };
             self.last_applied = Some(log_id);
             out.push(applied);

@@ -25,6 +25,28 @@ impl fmt::Debug for Write {
     }
 }
 
+/// How a group commit is logged: one [`Write`] whose `request` is this prefix followed by the
+/// postcard of the batch's writes (`Vec<Write>`), token 0. The prefix is ten bytes with the
+/// continuation bit set: no postcard varint is that long, so it cannot begin an encoded
+/// [`Request`] (whose first field is a length), and logs written before batches existed read
+/// the same.
+const BATCH_PREFIX: &[u8] = &[0xFF; 10];
+
+impl Write {
+    /// One log entry carrying `writes`, applied in order, each under its own token.
+    pub fn batch(writes: &[Write]) -> Result<Write, postcard::Error> {
+        let mut request = BATCH_PREFIX.to_vec();
+        request.extend(postcard::to_stdvec(writes)?);
+        Ok(Write { request, token: 0 })
+    }
+
+    /// The writes of a batch entry; `None` for a plain write.
+    pub fn unbatch(&self) -> Option<Result<Vec<Write>, postcard::Error>> {
+        let rest = self.request.strip_prefix(BATCH_PREFIX)?;
+        Some(postcard::from_bytes(rest))
+    }
+}
+
 impl fmt::Display for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
@@ -46,6 +68,8 @@ pub enum Applied {
     Nothing,
     /// A retried write whose first attempt was already applied: not applied again.
     Duplicate,
+    /// A batch entry: what each of its writes applied as, in order.
+    Batch(Vec<Applied>),
 }
 
 impl fmt::Debug for Applied {
@@ -59,7 +83,36 @@ impl fmt::Debug for Applied {
                 message,
             } => write!(f, "Failed({replica}: {name}: {message})"),
             Applied::Nothing => f.write_str("Nothing"),
+            Applied::Batch(b) => write!(f, "Batch({} writes)", b.len()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_round_trips_and_a_plain_write_is_not_one() {
+        let req = Request::new("/index", crate::doc::DocList::new());
+        let plain = Write {
+            request: postcard::to_stdvec(&req).unwrap(),
+            token: 7,
+        };
+        assert!(plain.unbatch().is_none());
+        // The prefix is not the start of any encoded request.
+        assert!(postcard::from_bytes::<Request>(BATCH_PREFIX).is_err());
+        let two = [
+            plain.clone(),
+            Write {
+                request: vec![1, 2, 3],
+                token: 9,
+            },
+        ];
+        let batch = Write::batch(&two).unwrap();
+        assert_eq!(batch.token, 0);
+        assert!(postcard::from_bytes::<Request>(&batch.request).is_err());
+        assert_eq!(batch.unbatch().unwrap().unwrap(), two.to_vec());
     }
 }
 
