@@ -62,7 +62,7 @@ const F64_MARGIN: f64 = 1.0 + 1.0 / (1u64 << 30) as f64;
 
 /// The int8 copy of an index's rows, in panels like the f32 matrix: panel `p` holds
 /// `pairs` groups (see [`GROUP`]) and one scale per row.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub(super) struct Coarse {
     /// Groups per panel: `dim` rounded up to even, halved (an odd dim's last group pads with 0).
     pairs: usize,
@@ -72,6 +72,23 @@ pub(super) struct Coarse {
     max_residual: f64,
     /// The smallest nonzero scale of a stored row (infinite while there is none).
     min_scale: f32,
+    /// Scratch: the levels of the row being stored.
+    levels: Vec<i8>,
+}
+
+/// Equal copies hold the same rows (the scratch buffer aside).
+impl PartialEq for Coarse {
+    fn eq(&self, o: &Self) -> bool {
+        self.pairs == o.pairs
+            && self.groups == o.groups
+            && self.scales.iter().flatten().map(|x| x.to_bits()).eq(o
+                .scales
+                .iter()
+                .flatten()
+                .map(|x| x.to_bits()))
+            && self.max_residual.to_bits() == o.max_residual.to_bits()
+            && self.min_scale.to_bits() == o.min_scale.to_bits()
+    }
 }
 
 /// A query ready for the coarse pass.
@@ -93,6 +110,7 @@ impl Coarse {
             scales: Vec::new(),
             max_residual: 0.0,
             min_scale: f32::INFINITY,
+            levels: Vec::new(),
         }
     }
 
@@ -121,17 +139,31 @@ impl Coarse {
             0.0
         };
         let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        // Three simple passes (levels, residual, scatter) rather than one: the first two
+        // vectorize.
+        self.levels.resize(x.len(), 0);
+        for (l, &v) in self.levels.iter_mut().zip(x) {
+            // Nearest level, ties away from zero (`as` truncates and saturates, NaN → 0): any
+            // level would do, the residual below is measured, not assumed; this one is the
+            // closest and needs no libm call.
+            *l = ((v * inv + 0.5f32.copysign(v)) as i32).clamp(-127, 127) as i8;
+        }
+        // s·x̂ is exact in f64 (24 × 8 significant bits); four sums keep the adds independent.
+        let s = f64::from(scale);
+        let mut sums = [0.0f64; 4];
+        for (xs, ls) in x.chunks(4).zip(self.levels.chunks(4)) {
+            for (k, (&v, &l)) in xs.iter().zip(ls).enumerate() {
+                let d = f64::from(v) - s * f64::from(l);
+                sums[k] += d * d;
+            }
+        }
+        let residual: f64 = sums.iter().sum();
         let groups = &mut self.groups[panel * self.pairs..(panel + 1) * self.pairs];
-        let mut residual = 0.0f64;
-        for (j, &v) in x.iter().enumerate() {
-            // Nearest level, ties away from zero (`as` truncates and saturates, NaN → 0):
-            // any level would do, the residual below is measured, not assumed; this one is
-            // the closest and needs no libm call.
-            let level = ((v * inv + 0.5f32.copysign(v)) as i32).clamp(-127, 127) as f32;
-            groups[j / 2][2 * lane + j % 2] = level as i8;
-            // s·x̂ is exact in f64 (24 × 8 significant bits).
-            let d = f64::from(v) - f64::from(scale) * f64::from(level);
-            residual += d * d;
+        for (g, pair) in groups.iter_mut().zip(self.levels.chunks(2)) {
+            g[2 * lane] = pair[0];
+            if let Some(&second) = pair.get(1) {
+                g[2 * lane + 1] = second;
+            }
         }
         self.scales[panel][lane] = scale;
         self.max_residual = self.max_residual.max(residual.sqrt() * F64_MARGIN);
