@@ -269,6 +269,27 @@ async fn a_batch_whose_output_has_another_length_fails_every_request_in_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_endpoint_keeps_its_rules_for_a_lone_request_too() {
+    let (f, _) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .start()
+        .unwrap();
+    // Nothing else is queued: each request is a batch of one, and fails as a batch would.
+    let msg = within(10, dep.post("/bad", Doc::with_id("alone")))
+        .await
+        .expect_err("1 doc in, none out")
+        .to_string();
+    assert!(msg.contains("Expected output size 1, but got 0"), "{msg}");
+    let msg = within(10, dep.post("/count", Doc::with_id("alone")))
+        .await
+        .expect_err("results cannot be split")
+        .to_string();
+    assert!(msg.contains("TypeError"), "{msg}");
+    dep.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uses_dynamic_batching_overrides_the_executors_declaration() {
     let (f, calls) = batcher();
     let dep = Deployment::new()

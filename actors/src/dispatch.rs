@@ -32,6 +32,9 @@ use crate::remote::{RemoteError, RemoteReplica};
 use crate::replica::{ReplicaActor, Run};
 use crate::request::Request;
 
+/// How many queued requests [`Dispatch::take_batch`] looks at, at most.
+const BATCH_SCAN: usize = 256;
+
 /// Whether a queued request joins a batch ([`Dispatch::take_batch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Join {
@@ -504,7 +507,10 @@ impl Dispatch {
         let mut st = self.lock();
         let mut taken = Vec::new();
         let mut i = 0;
-        while i < st.queue.len() {
+        // Look at the oldest few only: the scan runs under the shard's lock.
+        let mut seen = 0;
+        while i < st.queue.len() && seen < BATCH_SCAN {
+            seen += 1;
             let verdict = st.queue[i].request.as_ref().map_or(Join::No, &mut joins);
             match verdict {
                 Join::Yes => taken.extend(st.queue.remove(i)),

@@ -211,24 +211,28 @@ impl ReplicaActor {
             return (req, Reply::Job(job));
         };
         let mut docs = req.docs.len();
-        let more = self.dispatch.take_batch(|r| {
-            if r.endpoint != req.endpoint
-                || !r.docs_matrix.is_empty()
-                || !(Arc::ptr_eq(&r.parameters, &req.parameters) || r.parameters == req.parameters)
-            {
-                Join::No
-            } else if docs + r.docs.len() <= max {
-                docs += r.docs.len();
-                Join::Yes
-            } else {
-                // The next compatible request would take the batch past its size: the batch
-                // is full (later ones wait their turn, in order).
-                Join::Full
-            }
-        });
-        if more.is_empty() {
-            return (req, Reply::Job(job));
-        }
+        // A batch of one still answers as a batch: a batched endpoint keeps Jina's rules on
+        // its output (same length, no results) whether or not others joined.
+        let more = if docs >= max {
+            Vec::new()
+        } else {
+            self.dispatch.take_batch(|r| {
+                if r.endpoint != req.endpoint
+                    || !r.docs_matrix.is_empty()
+                    || !(Arc::ptr_eq(&r.parameters, &req.parameters)
+                        || r.parameters == req.parameters)
+                {
+                    Join::No
+                } else if docs + r.docs.len() <= max {
+                    docs += r.docs.len();
+                    Join::Yes
+                } else {
+                    // The next compatible request would take the batch past its size: the batch
+                    // is full (later ones wait their turn, in order).
+                    Join::Full
+                }
+            })
+        };
         let mut merged = req.with_docs(DocList::with_capacity(docs));
         let mut parts = Vec::with_capacity(more.len() + 1);
         let mut add = |job: Job, mut r: Request| {
@@ -244,8 +248,8 @@ impl ReplicaActor {
         (merged, Reply::Batch(parts))
     }
 
-    /// The most docs a batch of `req`'s endpoint takes, when it is served in batches and `req`
-    /// can be merged (a multi-part request cannot, as in Jina).
+    /// The most docs a batch of `req`'s endpoint takes, when it is served in batches (a
+    /// multi-part request is not, as in Jina).
     fn batch_size(&self, req: &Request) -> Option<usize> {
         if self.batching.is_empty() || !req.docs_matrix.is_empty() {
             return None;
@@ -259,7 +263,7 @@ impl ReplicaActor {
             .batching
             .get(&*req.endpoint)
             .or_else(|| self.batching.get(exec.endpoint_of(handler)))?;
-        (req.docs.len() < b.max_docs()).then(|| b.max_docs())
+        Some(b.max_docs())
     }
 
     /// Runs one request. Returns true when it was answered synchronously and the replica goes on;

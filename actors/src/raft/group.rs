@@ -131,12 +131,12 @@ impl Committer {
     }
 
     /// The oldest waiting writes that fit in one entry.
-    fn take_batch(&self) -> Vec<Queued> {
+    fn take_batch(&self, max_bytes: usize) -> Vec<Queued> {
         let mut queue = self.queue_lock();
         let mut bytes = 0;
         let mut n = 0;
         for q in queue.iter() {
-            if n == BATCH_WRITES || (n > 0 && bytes + q.write.request.len() > BATCH_BYTES) {
+            if n == BATCH_WRITES || (n > 0 && bytes + q.write.request.len() > max_bytes) {
                 break;
             }
             bytes += q.write.request.len();
@@ -146,8 +146,10 @@ impl Committer {
     }
 }
 
-/// Logs `batch` as one entry (a lone write as itself) and answers each of its writes.
-async fn log_batch(leader: &Raft, mut batch: Vec<Queued>) {
+/// Logs `batch` as one entry (a lone write as itself) and answers each of its writes. An entry
+/// not answered within `patience` (a deposed leader that does not know it yet) is given up:
+/// its writes are retried by their callers, and applied once whatever happens to it.
+async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
     let entry = if batch.len() == 1 {
         Ok(std::mem::replace(
             &mut batch[0].write,
@@ -182,7 +184,17 @@ async fn log_batch(leader: &Raft, mut batch: Vec<Queued>) {
             return;
         }
     };
-    let result = leader.client_write(entry).await;
+    let result = match tokio::time::timeout(patience, leader.client_write(entry)).await {
+        Ok(r) => r,
+        Err(_) => {
+            for q in batch {
+                let _ = q.reply.send(Err(Failed::Retry(format!(
+                    "the entry was not committed within {patience:?}"
+                ))));
+            }
+            return;
+        }
+    };
     let n = batch.len();
     match result {
         Ok(resp) => {
@@ -263,7 +275,8 @@ pub struct RaftGroup {
 /// write, so writes logged one entry each are fsynced one at a time, in turn: 1,000 concurrent
 /// writes cost 1,000 fsyncs back to back. Instead, writes that arrive while others are being
 /// logged wait here and are logged together as one entry ([`Write::batch`]), at most
-/// [`BATCH_WRITES`] writes or [`BATCH_BYTES`] bytes, with up to [`BATCHES_IN_FLIGHT`] entries on
+/// [`BATCH_WRITES`] writes or [`BATCH_BYTES`] bytes (between processes [`BATCH_BYTES_NETWORK`]),
+/// with up to [`BATCHES_IN_FLIGHT`] entries on
 /// their way at once. Each write keeps its own token and is applied on its own, in order, so
 /// nothing else changes: a lone write is logged alone, at once.
 #[derive(Default)]
@@ -275,8 +288,12 @@ struct Committer {
 
 /// The most writes one entry carries.
 const BATCH_WRITES: usize = 64;
-/// The most request bytes one entry carries (a write larger than this is logged alone).
+/// The most request bytes one entry carries (a write larger than this is logged alone) when
+/// the nodes are in this process (Raft messages pass through channels).
 const BATCH_BYTES: usize = 2 << 20;
+/// The same when the nodes are processes: an AppendEntries carries up to `max_append_entries`
+/// entries and must arrive within a heartbeat interval, so entries stay small.
+const BATCH_BYTES_NETWORK: usize = 256 << 10;
 /// Entries logged at once by the committer.
 const BATCHES_IN_FLIGHT: usize = 2;
 
@@ -840,27 +857,50 @@ impl RaftGroup {
             let me = self.clone();
             runtime().spawn(async move { me.pump().await });
         }
-        rx.await
-            .unwrap_or_else(|_| Err(Failed::Retry("the write's entry was dropped".into())))
+        // Bounded, so that nothing can leave a caller waiting for good; a write retried after
+        // this is still applied once (its token).
+        match tokio::time::timeout(self.patience, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Failed::Retry("the write's entry was dropped".into())),
+            Err(_) => Err(Failed::Retry(format!(
+                "not logged within {:?}",
+                self.patience
+            ))),
+        }
     }
 
     /// Logs what the committer's queue holds, entry by entry, through whichever local node
     /// leads at the time, until the queue is empty; holds one of the committer's slots, and
     /// gives it back. Every write taken is answered.
     async fn pump(self: Arc<Self>) {
-        loop {
-            let batch = self.committer.take_batch();
-            if batch.is_empty() {
-                self.committer.active.fetch_sub(1, Ordering::SeqCst);
-                // A write queued after the batch was taken but while the slot was held would
-                // be stranded: look again now that the slot is free.
-                if self.committer.queue_lock().is_empty() || !self.committer.take_slot() {
-                    return;
+        // Gives the slot back however this task ends (a panic in openraft included), then
+        // makes sure a write queued meanwhile has a pump.
+        struct Slot(Arc<RaftGroup>);
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                let c = &self.0.committer;
+                c.active.fetch_sub(1, Ordering::SeqCst);
+                if !c.queue_lock().is_empty() && c.take_slot() {
+                    let me = self.0.clone();
+                    runtime().spawn(async move { me.pump().await });
                 }
-                continue;
+            }
+        }
+        let _slot = Slot(self.clone());
+        let max_bytes = if self.spec.cluster.is_some() {
+            BATCH_BYTES_NETWORK
+        } else {
+            BATCH_BYTES
+        };
+        loop {
+            // A write queued after the last batch was taken, while this pump still holds its
+            // slot, is seen here or by the pump `Slot` starts when this one ends.
+            let batch = self.committer.take_batch(max_bytes);
+            if batch.is_empty() {
+                return;
             }
             match self.leader_node() {
-                Some((_, leader)) => log_batch(&leader, batch).await,
+                Some((_, leader)) => log_batch(&leader, batch, self.patience).await,
                 None => {
                     for q in batch {
                         let _ = q.reply.send(Err(Failed::Retry("no local leader".into())));

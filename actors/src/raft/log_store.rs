@@ -5,7 +5,13 @@
 //! - An append is acknowledged (`LogFlushed::log_io_completed(Ok(()))`) only after its bytes are
 //!   on disk (`fdatasync`). The sync runs on a thread of its own: appends that arrive while a sync
 //!   is running share the next one (group commit). Acknowledgements keep the order of the appends.
-//! - `save_vote`, `save_committed`, `truncate` and `purge` are durable when they return.
+//! - `save_vote`, `truncate` and `purge` are durable when they return. `save_committed` is
+//!   kept in memory at once and written (not synced) at most every 100 ms and when the store is
+//!   dropped: the file may name an older commit than the last, which is safe (a committed index
+//!   only lets a restarted node apply its log early; a prefix of the committed log is committed).
+//! - Entries acknowledged by a majority survive a crash of this node: openraft 0.9 waits for an
+//!   append's acknowledgement before it takes the next write, so the shard logs writes that
+//!   arrive together as one entry (the Raft group's group commit).
 //! - A torn or corrupt tail of `log` (a short record, a bad crc32, an undecodable entry) can only
 //!   be a write that was never acknowledged: `open` cuts it away with a warning.
 //! - After any failed write or sync the store refuses further writes until it is reopened (a
@@ -99,7 +105,8 @@ pub struct LogStore {
 
 struct Inner {
     dir: PathBuf,
-    /// What readers see. Always equal to replaying the files (writes update it after the disk).
+    /// What readers see. Equal to replaying the files (writes update it after the disk), except
+    /// that `committed` may be ahead of its file (see the module docs).
     mem: RwLock<Mem>,
     /// Serializes every write; held across disk IO, so readers never wait on an fsync.
     writer: Mutex<Writer>,
@@ -109,6 +116,21 @@ struct Inner {
     failed: Arc<AtomicBool>,
     /// When `committed` was last written to disk.
     committed_saved: Mutex<Option<std::time::Instant>>,
+    /// `committed` changed since it was last written.
+    committed_dirty: AtomicBool,
+}
+
+impl Drop for Inner {
+    /// Writes the last commit index if it was not yet (best effort: a store that failed writes
+    /// nothing more).
+    fn drop(&mut self) {
+        if !self.committed_dirty.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mem) = self.mem.read() {
+            let _ = write_small(&self.dir, COMMITTED, &mem.committed, Sync::No);
+        }
+    }
 }
 
 /// How often at most the `committed` file is rewritten. openraft saves the commit index after
@@ -236,6 +258,7 @@ impl LogStore {
                 }),
                 syncer,
                 committed_saved: Mutex::new(None),
+                committed_dirty: AtomicBool::new(false),
                 failed,
             }),
         })
@@ -400,6 +423,7 @@ impl Inner {
         self.guarded(|_| {
             write_small(&self.dir, COMMITTED, &committed, Sync::No)?;
             self.mem_mut()?.committed = committed;
+            self.committed_dirty.store(false, Ordering::Release);
             Ok(())
         })
     }
@@ -733,6 +757,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .mem_mut()
                 .map_err(|e| StorageIOError::write(&e))?
                 .committed = committed;
+            self.inner.committed_dirty.store(true, Ordering::Release);
             return Ok(());
         }
         self.blocking(move |inner| inner.save_committed(committed))
