@@ -72,6 +72,16 @@ fn batcher() -> (SharedFactory, Calls) {
     (factory(move |_| Ok(Batcher { calls: c.clone() })), calls)
 }
 
+/// A 1-replica Deployment of `Batcher` as it declares itself, and its log of calls.
+fn started() -> (flotilla::Running, Calls) {
+    let (f, calls) = batcher();
+    let dep = Deployment::new()
+        .uses_factory("Batcher", f)
+        .start()
+        .unwrap();
+    (dep, calls)
+}
+
 fn opts(params: serde_json::Value) -> PostOptions {
     PostOptions {
         parameters: params.as_object().cloned().unwrap_or_default(),
@@ -108,11 +118,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_requests_are_served_in_batches_each_getting_its_own_docs() {
-    let (f, calls) = batcher();
-    let dep = Deployment::new()
-        .uses_factory("Batcher", f)
-        .start()
-        .unwrap();
+    let (dep, calls) = started();
     let one = opts(serde_json::json!({}));
     let answers = behind_a_hold(
         &dep,
@@ -137,11 +143,7 @@ async fn queued_requests_are_served_in_batches_each_getting_its_own_docs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_never_split_and_batches_keep_to_their_size() {
-    let (f, calls) = batcher();
-    let dep = Deployment::new()
-        .uses_factory("Batcher", f)
-        .start()
-        .unwrap();
+    let (dep, calls) = started();
     let one = opts(serde_json::json!({}));
     // Requests of 3, 1, 2, 5 and 1 docs, in that order, behind the hold.
     let counts = [3usize, 1, 2, 5, 1];
@@ -197,11 +199,7 @@ async fn a_lone_request_is_never_held_back_for_its_batch_to_fill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_with_other_parameters_are_never_merged() {
-    let (f, calls) = batcher();
-    let dep = Deployment::new()
-        .uses_factory("Batcher", f)
-        .start()
-        .unwrap();
+    let (dep, calls) = started();
     let p: Vec<PostOptions> = (0..8)
         .map(|i| opts(serde_json::json!({"x": 1 + i % 2})))
         .collect();
@@ -229,11 +227,7 @@ async fn requests_with_other_parameters_are_never_merged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_output_has_another_length_fails_every_request_in_it() {
-    let (f, calls) = batcher();
-    let dep = Deployment::new()
-        .uses_factory("Batcher", f)
-        .start()
-        .unwrap();
+    let (dep, calls) = started();
     let none = opts(serde_json::json!({}));
     let (bad, counted) = behind_a_hold(&dep, async {
         let bad = futures::future::join_all(
@@ -270,11 +264,7 @@ async fn a_batch_whose_output_has_another_length_fails_every_request_in_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batched_endpoint_keeps_its_rules_for_a_lone_request_too() {
-    let (f, _) = batcher();
-    let dep = Deployment::new()
-        .uses_factory("Batcher", f)
-        .start()
-        .unwrap();
+    let (dep, _) = started();
     // Nothing else is queued: each request is a batch of one, and fails as a batch would.
     let msg = within(10, dep.post("/bad", Doc::with_id("alone")))
         .await
@@ -317,11 +307,7 @@ async fn uses_dynamic_batching_overrides_the_executors_declaration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_without_batching_serves_queued_requests_one_by_one() {
-    let (f, calls) = batcher();
-    let dep = Deployment::new()
-        .uses_factory("Batcher", f)
-        .start()
-        .unwrap();
+    let (dep, calls) = started();
     let none = opts(serde_json::json!({}));
     behind_a_hold(
         &dep,

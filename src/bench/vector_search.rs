@@ -737,15 +737,16 @@ fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
             );
         }
     }
-    if let Some(b) = vc
+    // Jina's search rate beside the plain replica's and the dynamically batched one's.
+    for v in vc
         .variants
         .iter()
-        .find(|v| v.name.contains("dynamic batching"))
+        .filter(|v| v.name == "1 replica" || v.name.contains("dynamic batching"))
     {
         let g = Mode::Grpc.label();
         rec.compare(
-            &format!("{}, {g}: search QPS", b.name),
-            rec.median(&b.name, g, "search rate"),
+            &format!("{}, {g}: search QPS", v.name),
+            rec.median(&v.name, g, "search rate"),
             Some(jina::EXACTNN_R1_QPS),
             "QPS",
             &format!(
@@ -758,18 +759,6 @@ fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
     }
     if let Some(one) = vc.variants.iter().find(|v| v.name == "1 replica") {
         let g = Mode::Grpc.label();
-        rec.compare(
-            &format!("{}, {g}: search QPS", one.name),
-            rec.median(&one.name, g, "search rate"),
-            Some(jina::EXACTNN_R1_QPS),
-            "QPS",
-            &format!(
-                "{}: 1 replica, N = 100,000, Q = 50 streamed with request_size=1",
-                jina::SOURCE
-            ),
-            true,
-            None,
-        );
         rec.compare(
             &format!("{}, {g}: index docs/s", one.name),
             rec.median(&one.name, g, "index rate"),

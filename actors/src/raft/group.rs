@@ -146,6 +146,13 @@ impl Committer {
     }
 }
 
+/// Answers every write of `batch` with the error `why` makes.
+fn fail_all(batch: Vec<Queued>, why: impl Fn() -> Failed) {
+    for q in batch {
+        let _ = q.reply.send(Err(why()));
+    }
+}
+
 /// Logs `batch` as one entry (a lone write as itself) and answers each of its writes. An entry
 /// not answered within `patience` (a deposed leader that does not know it yet) is given up:
 /// its writes are retried by their callers, and applied once whatever happens to it.
@@ -176,23 +183,15 @@ async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
     let entry = match entry {
         Ok(e) => e,
         Err(e) => {
-            for q in batch {
-                let _ = q.reply.send(Err(Failed::Other(format!(
-                    "the writes could not be logged: {e}"
-                ))));
-            }
-            return;
+            let message = format!("the writes could not be logged: {e}");
+            return fail_all(batch, || Failed::Other(message.clone()));
         }
     };
     let result = match tokio::time::timeout(patience, leader.client_write(entry)).await {
         Ok(r) => r,
         Err(_) => {
-            for q in batch {
-                let _ = q.reply.send(Err(Failed::Retry(format!(
-                    "the entry was not committed within {patience:?}"
-                ))));
-            }
-            return;
+            let message = format!("the entry was not committed within {patience:?}");
+            return fail_all(batch, || Failed::Retry(message.clone()));
         }
     };
     let n = batch.len();
@@ -202,12 +201,9 @@ async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
             let each: Vec<Applied> = match resp.data {
                 Applied::Batch(each) if n > 1 && each.len() == n => each,
                 Applied::Batch(_) => {
-                    for q in batch {
-                        let _ = q.reply.send(Err(Failed::Other(
-                            "internal: a batch applied as another".into(),
-                        )));
-                    }
-                    return;
+                    return fail_all(batch, || {
+                        Failed::Other("internal: a batch applied as another".into())
+                    });
                 }
                 // A lone write; or a batch that failed as a whole (it could not be decoded):
                 // every write of it failed so.
@@ -223,14 +219,13 @@ async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
                 RaftError::APIError(ClientWriteError::ForwardToLeader(_)) | RaftError::Fatal(_)
             );
             let message = e.to_string();
-            for q in batch {
-                let m = message.clone();
-                let _ = q.reply.send(Err(if retry {
-                    Failed::Retry(m)
+            fail_all(batch, || {
+                if retry {
+                    Failed::Retry(message.clone())
                 } else {
-                    Failed::Other(m)
-                }));
-            }
+                    Failed::Other(message.clone())
+                }
+            });
         }
     }
 }
@@ -901,11 +896,7 @@ impl RaftGroup {
             }
             match self.leader_node() {
                 Some((_, leader)) => log_batch(&leader, batch, self.patience).await,
-                None => {
-                    for q in batch {
-                        let _ = q.reply.send(Err(Failed::Retry("no local leader".into())));
-                    }
-                }
+                None => fail_all(batch, || Failed::Retry("no local leader".into())),
             }
         }
     }
