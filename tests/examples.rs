@@ -13,6 +13,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         &["calling scaled flow takes …", "calling normal flow takes …"],
     ),
     (
+        "dynamic_batching",
+        &["32 requests of 1 doc served in …", "call sizes: […"],
+    ),
+    (
         "gpu_rr",
         &[
             "| 2          | 2          |",
