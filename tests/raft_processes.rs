@@ -318,6 +318,9 @@ async fn a_write_sent_to_a_follower_is_forwarded_to_the_leader() {
         counted.results.values().next().expect("a count")["count"].as_f64(),
         Some(10.0)
     );
+    // The follower's Executor knows itself as replica `follower` of the group's 3.
+    let served = counted.results.keys().next().expect("a replica");
+    assert!(served.ends_with(&format!("/rep-{follower}")), "{served}");
     alone.close();
     wait_converged(&all).await;
     for a in &all {

@@ -261,9 +261,20 @@ impl DeploymentSpec {
     /// The contexts of the replicas of shard `shard`: names, workspace, environment and device.
     pub fn contexts(&self, shard: usize) -> Vec<Context> {
         let (id, shards) = self.shard_id(shard);
+        // A replica process of a stateful group (`--replica-id I`) runs replica I of the
+        // group's N, whatever its own Deployment of one replica says.
+        let cluster = self
+            .stateful
+            .as_ref()
+            .and_then(|r| r.cluster.as_ref())
+            .filter(|_| self.replicas == 1);
+        let (first, replicas) = match cluster {
+            Some(c) => (c.me as usize, c.peers.len().max(1)),
+            None => (0, self.replicas),
+        };
         (0..self.replicas)
             .map(|r| {
-                let mut ctx = Context::new(&self.name, id, shards, r, self.replicas);
+                let mut ctx = Context::new(&self.name, id, shards, first + r, replicas);
                 ctx.workspace = self.workspace.clone();
                 ctx.env = self.env.clone();
                 if let Some(devices) = &self.devices {
