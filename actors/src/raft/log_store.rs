@@ -548,17 +548,26 @@ fn sync_loop(rx: mpsc::Receiver<Pending>, failed: Arc<AtomicBool>) {
 }
 
 fn encode_record(entry: &Entry, out: &mut Vec<u8>) -> Result<(), LogStoreError> {
-    let payload = postcard::to_stdvec(entry)?;
-    let len = u32::try_from(payload.len()).map_err(|_| {
-        LogStoreError::Invalid(format!(
-            "entry {} encodes to {} bytes, more than a record holds",
-            entry.log_id.index,
-            payload.len()
-        ))
-    })?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    // The payload is encoded in place after room for its header (no copy of a large entry).
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    let mut buf = postcard::to_extend(entry, std::mem::take(out))?;
+    let payload_len = buf.len() - start - 8;
+    let len = match u32::try_from(payload_len) {
+        Ok(len) => len,
+        Err(_) => {
+            buf.truncate(start);
+            *out = buf;
+            return Err(LogStoreError::Invalid(format!(
+                "entry {} encodes to {payload_len} bytes, more than a record holds",
+                entry.log_id.index,
+            )));
+        }
+    };
+    let crc = crc32fast::hash(&buf[start + 8..]);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    *out = buf;
     Ok(())
 }
 

@@ -35,8 +35,10 @@ const BATCH_PREFIX: &[u8] = &[0xFF; 10];
 impl Write {
     /// One log entry carrying `writes`, applied in order, each under its own token.
     pub fn batch(writes: &[Write]) -> Result<Write, postcard::Error> {
-        let mut request = BATCH_PREFIX.to_vec();
-        request.extend(postcard::to_stdvec(writes)?);
+        let bytes: usize = writes.iter().map(|w| w.request.len() + 20).sum();
+        let mut request = Vec::with_capacity(BATCH_PREFIX.len() + 10 + bytes);
+        request.extend_from_slice(BATCH_PREFIX);
+        let request = postcard::to_extend(writes, request)?;
         Ok(Write { request, token: 0 })
     }
 
