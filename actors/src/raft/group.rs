@@ -116,6 +116,89 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs `fut` on the Raft runtime and waits for it from any thread, inside a runtime or not.
+pub(crate) fn block_on<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    futures::executor::block_on(runtime().spawn(fut)).ok()
+}
+
+struct Node {
+    raft: Raft,
+    replica: Addr<ReplicaActor>,
+    /// Caught up and taking reads (false while a restarted or new node catches up).
+    serving: bool,
+}
+
+/// A stateful shard's Raft group.
+pub struct RaftGroup {
+    shard: Arc<str>,
+    spec: RaftSpec,
+    config: Arc<openraft::Config>,
+    net: Arc<Network>,
+    nodes: Mutex<BTreeMap<NodeId, Node>>,
+    writes: HashSet<String>,
+    linearizable: HashSet<String>,
+    tokens: AtomicU64,
+    /// The highest log index of an acknowledged write.
+    acked: AtomicU64,
+    in_flight: AtomicUsize,
+    closing: std::sync::atomic::AtomicBool,
+    /// Every local node has caught up with the group once (reads wait for it).
+    ready: std::sync::atomic::AtomicBool,
+    /// How long a caller waits for a leader before the write fails.
+    patience: Duration,
+    /// Writes waiting to share a log entry (group commit).
+    committer: Committer,
+}
+
+/// Group commit. openraft 0.9 waits for each append's fsync before it takes the next client
+/// write, so writes logged one entry each are fsynced one at a time, in turn: 1,000 concurrent
+/// writes cost 1,000 fsyncs back to back. Instead, writes that arrive while others are being
+/// logged wait here and are logged together as one entry ([`Write::batch`]), at most
+/// [`BATCH_WRITES`] writes or [`BATCH_BYTES`] bytes (between processes [`BATCH_BYTES_NETWORK`]),
+/// with up to [`BATCHES_IN_FLIGHT`] entries on their way at once. Each write keeps its own
+/// token and is applied on its own, in order, so nothing else changes: a lone write is logged
+/// alone, at once.
+#[derive(Default)]
+struct Committer {
+    queue: Mutex<Vec<Queued>>,
+    /// Entries being logged now.
+    active: AtomicUsize,
+}
+
+/// The most writes one entry carries.
+const BATCH_WRITES: usize = 64;
+/// The most request bytes one entry carries (a write larger than this is logged alone) when
+/// the nodes are in this process (Raft messages pass through channels).
+const BATCH_BYTES: usize = 2 << 20;
+/// The same when the nodes are processes: an AppendEntries carries up to `max_append_entries`
+/// entries and must arrive within a heartbeat interval, so entries stay small.
+const BATCH_BYTES_NETWORK: usize = 256 << 10;
+/// Entries logged at once by the committer.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+struct Queued {
+    write: Write,
+    reply: oneshot::Sender<Result<(u64, Applied), Failed>>,
+}
+
+/// Why a write was not logged.
+#[derive(Debug)]
+enum Failed {
+    /// Leadership changed under it: the caller may retry (its token keeps it applied once).
+    Retry(String),
+    Other(String),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Retry(m) | Failed::Other(m) => f.write_str(m),
+        }
+    }
+}
+
 impl Committer {
     fn queue_lock(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
@@ -157,28 +240,13 @@ fn fail_all(batch: Vec<Queued>, why: impl Fn() -> Failed) {
 /// not answered within `patience` (a deposed leader that does not know it yet) is given up:
 /// its writes are retried by their callers, and applied once whatever happens to it.
 async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
-    let entry = if batch.len() == 1 {
-        Ok(std::mem::replace(
-            &mut batch[0].write,
-            Write {
-                request: Vec::new(),
-                token: 0,
-            },
-        ))
-    } else {
-        let writes: Vec<Write> = batch
-            .iter_mut()
-            .map(|q| {
-                std::mem::replace(
-                    &mut q.write,
-                    Write {
-                        request: Vec::new(),
-                        token: 0,
-                    },
-                )
-            })
-            .collect();
-        Write::batch(&writes)
+    let mut writes: Vec<Write> = batch
+        .iter_mut()
+        .map(|q| std::mem::take(&mut q.write))
+        .collect();
+    let entry = match writes.len() {
+        1 => Ok(writes.remove(0)),
+        _ => Write::batch(&writes),
     };
     let entry = match entry {
         Ok(e) => e,
@@ -226,89 +294,6 @@ async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
                     Failed::Other(message.clone())
                 }
             });
-        }
-    }
-}
-
-/// Runs `fut` on the Raft runtime and waits for it from any thread, inside a runtime or not.
-pub(crate) fn block_on<T: Send + 'static>(
-    fut: impl std::future::Future<Output = T> + Send + 'static,
-) -> Option<T> {
-    futures::executor::block_on(runtime().spawn(fut)).ok()
-}
-
-struct Node {
-    raft: Raft,
-    replica: Addr<ReplicaActor>,
-    /// Caught up and taking reads (false while a restarted or new node catches up).
-    serving: bool,
-}
-
-/// A stateful shard's Raft group.
-pub struct RaftGroup {
-    shard: Arc<str>,
-    spec: RaftSpec,
-    config: Arc<openraft::Config>,
-    net: Arc<Network>,
-    nodes: Mutex<BTreeMap<NodeId, Node>>,
-    writes: HashSet<String>,
-    linearizable: HashSet<String>,
-    tokens: AtomicU64,
-    /// The highest log index of an acknowledged write.
-    acked: AtomicU64,
-    in_flight: AtomicUsize,
-    closing: std::sync::atomic::AtomicBool,
-    /// Every local node has caught up with the group once (reads wait for it).
-    ready: std::sync::atomic::AtomicBool,
-    /// How long a caller waits for a leader before the write fails.
-    patience: Duration,
-    /// Writes waiting to share a log entry (group commit).
-    committer: Committer,
-}
-
-/// Group commit. openraft 0.9 waits for each append's fsync before it takes the next client
-/// write, so writes logged one entry each are fsynced one at a time, in turn: 1,000 concurrent
-/// writes cost 1,000 fsyncs back to back. Instead, writes that arrive while others are being
-/// logged wait here and are logged together as one entry ([`Write::batch`]), at most
-/// [`BATCH_WRITES`] writes or [`BATCH_BYTES`] bytes (between processes [`BATCH_BYTES_NETWORK`]),
-/// with up to [`BATCHES_IN_FLIGHT`] entries on
-/// their way at once. Each write keeps its own token and is applied on its own, in order, so
-/// nothing else changes: a lone write is logged alone, at once.
-#[derive(Default)]
-struct Committer {
-    queue: Mutex<Vec<Queued>>,
-    /// Entries being logged now.
-    active: AtomicUsize,
-}
-
-/// The most writes one entry carries.
-const BATCH_WRITES: usize = 64;
-/// The most request bytes one entry carries (a write larger than this is logged alone) when
-/// the nodes are in this process (Raft messages pass through channels).
-const BATCH_BYTES: usize = 2 << 20;
-/// The same when the nodes are processes: an AppendEntries carries up to `max_append_entries`
-/// entries and must arrive within a heartbeat interval, so entries stay small.
-const BATCH_BYTES_NETWORK: usize = 256 << 10;
-/// Entries logged at once by the committer.
-const BATCHES_IN_FLIGHT: usize = 2;
-
-struct Queued {
-    write: Write,
-    reply: oneshot::Sender<Result<(u64, Applied), Failed>>,
-}
-
-/// Why a write was not logged.
-#[derive(Debug)]
-enum Failed {
-    /// Leadership changed under it: the caller may retry (its token keeps it applied once).
-    Retry(String),
-    Other(String),
-}
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failed::Retry(m) | Failed::Other(m) => f.write_str(m),
         }
     }
 }

@@ -136,24 +136,23 @@ impl StateMachine {
 
     /// Hands one logged write to the replica (in log order), unless its token says it was
     /// applied already.
-    fn send(&mut self, w: Write) -> Pending {
+    fn send(&mut self, w: Write) -> Item {
         if w.token != 0 && !self.tokens.insert(w.token) {
-            return Pending::Ready(Applied::Duplicate);
+            return Item::Ready(Applied::Duplicate);
         }
         let (tx, rx) = oneshot::channel();
         self.replica.do_send(ApplyEncoded {
             request: w.request,
             reply: tx,
         });
-        Pending::Sent(rx)
+        Item::Sent(rx)
     }
 
     /// What a write handed over applied as.
-    async fn settle(&self, p: Pending) -> Result<Applied, StorageError> {
-        match p {
-            Pending::Ready(a) => Ok(a),
-            Pending::Sent(rx) => self.outcome(rx.await),
-            Pending::Batch(_) => Err(sm_err(Failure("internal: a batch inside a batch".into()))),
+    async fn settle(&self, item: Item) -> Result<Applied, StorageError> {
+        match item {
+            Item::Ready(a) => Ok(a),
+            Item::Sent(rx) => self.outcome(rx.await),
         }
     }
 
@@ -184,10 +183,15 @@ impl StateMachine {
 
 /// An entry on its way through the replica.
 enum Pending {
+    One(Item),
+    /// The writes of a batch entry, in order.
+    Batch(Vec<Item>),
+}
+
+/// One write on its way through the replica, or what it already came to.
+enum Item {
     Ready(Applied),
     Sent(oneshot::Receiver<Result<Request, DispatchError>>),
-    /// The writes of a batch entry, in order.
-    Batch(Vec<Pending>),
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -209,22 +213,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut pending = Vec::new();
         for entry in entries {
             let p = match entry.payload {
-                EntryPayload::Blank => Pending::Ready(Applied::Nothing),
+                EntryPayload::Blank => Pending::One(Item::Ready(Applied::Nothing)),
                 EntryPayload::Normal(w) => match w.unbatch() {
-                    None => self.send(w),
+                    None => Pending::One(self.send(w)),
                     Some(Ok(writes)) => {
                         Pending::Batch(writes.into_iter().map(|w| self.send(w)).collect())
                     }
                     // The same bytes fail the same way on every node: applied, as a failure.
-                    Some(Err(e)) => Pending::Ready(Applied::Failed {
+                    Some(Err(e)) => Pending::One(Item::Ready(Applied::Failed {
                         replica: format!("raft node {}", self.node),
                         name: "RaftError".into(),
                         message: format!("a logged batch of writes could not be decoded: {e}"),
-                    }),
+                    })),
                 },
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Pending::Ready(Applied::Nothing)
+                    Pending::One(Item::Ready(Applied::Nothing))
                 }
             };
             pending.push((entry.log_id, p));
@@ -232,14 +236,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::with_capacity(pending.len());
         for (log_id, p) in pending {
             let applied = match p {
+                Pending::One(item) => self.settle(item).await?,
                 Pending::Batch(items) => {
                     let mut each = Vec::with_capacity(items.len());
-                    for p in items {
-                        each.push(self.settle(p).await?);
+                    for item in items {
+                        each.push(self.settle(item).await?);
                     }
                     Applied::Batch(each)
                 }
-                p => self.settle(p).await?,
             };
             self.last_applied = Some(log_id);
             out.push(applied);

@@ -10,7 +10,7 @@ use crate::request::Request;
 /// A write as it is logged: the request (endpoint, parameters, docs), encoded with postcard,
 /// and a token unique to this write, so that a write retried after a leader change is applied
 /// once even if its first attempt was committed too.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Write {
     #[serde(with = "serde_bytes")]
     pub request: Vec<u8>,
