@@ -380,3 +380,31 @@ fn a_stateful_write_endpoint_cannot_be_batched() {
         "{e}"
     );
 }
+
+/// `flotilla executor --uses-dynamic-batching JSON` (Jina's worker flag) goes through the same
+/// checks, before anything is served.
+#[test]
+fn the_executor_flag_is_checked_before_anything_starts() {
+    let run = |json: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["executor", "--uses", "ExactNNIndexer"])
+            .args(["--uses-with", r#"{"dim": 4}"#, "--port", "0"])
+            .args(["--uses-dynamic-batching", json])
+            .output()
+            .expect("the flotilla binary runs");
+        assert!(!out.status.success(), "{json} must be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(r#"{"/search": {"preferred_batch_size": 0}}"#);
+    assert!(
+        err.contains("key 'uses_dynamic_batching': /search: preferred_batch_size must be"),
+        "{err}"
+    );
+    let err = run(r#"{"/nowhere": {"preferred_batch_size": 8}}"#);
+    assert!(
+        err.contains("/nowhere: Executor 'ExactNNIndexer' has no such endpoint"),
+        "{err}"
+    );
+    let err = run("{not json");
+    assert!(err.contains("--uses-dynamic-batching:"), "{err}");
+}
