@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+mod array_wire;
+
 /// A field name. The common names are `&'static str`, so building a doc allocates no names.
 pub type Name = Cow<'static, str>;
 
@@ -234,8 +236,9 @@ impl From<&serde_json::Value> for Value {
     }
 }
 
-/// Numpy element types flotilla keeps natively; anything else travels as raw bytes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Numpy element types flotilla keeps natively; anything else travels as raw bytes. Binary
+/// serializers get numbers as their little-endian bytes (see `array_wire.rs`).
+#[derive(Clone, Debug, PartialEq)]
 pub enum ArrayData {
     F32(Vec<f32>),
     F64(Vec<f64>),

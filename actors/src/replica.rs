@@ -53,7 +53,7 @@ impl Message for Apply {
 /// A committed Raft write as it was logged (a postcard-encoded [`Request`]): decoded on the
 /// replica's own thread, then applied like [`Apply`].
 pub(crate) struct ApplyEncoded {
-    pub request: Vec<u8>,
+    pub request: bytes::Bytes,
     pub reply: oneshot::Sender<Result<Request, DispatchError>>,
 }
 

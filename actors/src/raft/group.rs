@@ -758,7 +758,7 @@ impl RaftGroup {
             _ => self.tokens.fetch_add(1, Ordering::Relaxed),
         };
         let write = Write {
-            request: bytes,
+            request: bytes.into(),
             token,
         };
         let deadline = Instant::now() + self.patience;

@@ -972,7 +972,7 @@ mod tests {
         Entry {
             log_id: log_id(term, index),
             payload: EntryPayload::Normal(Write {
-                request: format!("write {term}/{index}").into_bytes(),
+                request: format!("write {term}/{index}").into_bytes().into(),
                 token: index,
             }),
         }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::Cursor;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::request::Request;
@@ -10,12 +11,24 @@ use crate::request::Request;
 /// A write as it is logged: the request (endpoint, parameters, docs), encoded with postcard,
 /// and a token unique to this write, so that a write retried after a leader change is applied
 /// once even if its first attempt was committed too.
+///
+/// The request's bytes are shared, not copied, when openraft clones the entry (to replicate
+/// it, to apply it, to hand it to each in-process replica): an entry of a group commit can be
+/// megabytes.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Write {
-    #[serde(with = "serde_bytes")]
-    pub request: Vec<u8>,
+    pub request: Bytes,
     #[serde(default)]
     pub token: u64,
+}
+
+/// A [`Write`] read in place from a batch entry's bytes (the same encoding).
+#[derive(Deserialize)]
+struct WriteIn<'a> {
+    #[serde(borrow, with = "serde_bytes")]
+    request: &'a [u8],
+    #[serde(default)]
+    token: u64,
 }
 
 impl fmt::Debug for Write {
@@ -39,13 +52,25 @@ impl Write {
         let mut request = Vec::with_capacity(BATCH_PREFIX.len() + 10 + bytes);
         request.extend_from_slice(BATCH_PREFIX);
         let request = postcard::to_extend(writes, request)?;
-        Ok(Write { request, token: 0 })
+        Ok(Write {
+            request: request.into(),
+            token: 0,
+        })
     }
 
-    /// The writes of a batch entry; `None` for a plain write.
+    /// The writes of a batch entry, their bytes shared with the entry's; `None` for a plain
+    /// write.
     pub fn unbatch(&self) -> Option<Result<Vec<Write>, postcard::Error>> {
         let rest = self.request.strip_prefix(BATCH_PREFIX)?;
-        Some(postcard::from_bytes(rest))
+        Some(postcard::from_bytes::<Vec<WriteIn>>(rest).map(|writes| {
+            writes
+                .into_iter()
+                .map(|w| Write {
+                    request: self.request.slice_ref(w.request),
+                    token: w.token,
+                })
+                .collect()
+        }))
     }
 }
 
@@ -98,7 +123,7 @@ mod tests {
     fn a_batch_round_trips_and_a_plain_write_is_not_one() {
         let req = Request::new("/index", crate::doc::DocList::new());
         let plain = Write {
-            request: postcard::to_stdvec(&req).unwrap(),
+            request: postcard::to_stdvec(&req).unwrap().into(),
             token: 7,
         };
         assert!(plain.unbatch().is_none());
@@ -107,7 +132,7 @@ mod tests {
         let two = [
             plain.clone(),
             Write {
-                request: vec![1, 2, 3],
+                request: vec![1, 2, 3].into(),
                 token: 9,
             },
         ];
