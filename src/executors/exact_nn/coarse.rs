@@ -53,6 +53,10 @@ const GROUP: usize = 2 * PANEL;
 /// The largest magnitude of a stored coordinate.
 const ROW_LEVELS: f32 = 127.0;
 
+/// `1.5·2²³`: adding it to an f32 of magnitude below 2²² rounds it to an integer (ties to
+/// even), which is then the sum's low mantissa bits.
+const ROUNDER: f32 = 12_582_912.0;
+
 /// Scales below this are refused (see [`Coarse::query`]): the products of two stay normal f32s.
 const MIN_SCALE: f32 = 1.0 / (1u64 << 60) as f32;
 
@@ -130,34 +134,17 @@ impl Coarse {
 
     /// Stores row `x` (its f32 coordinates as the index keeps them) as row `lane` of `panel`.
     pub(super) fn set_row(&mut self, panel: usize, lane: usize, x: &[f32]) {
-        let top = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        // Non-finite data never takes the coarse pass (the index's max norm is then infinite);
-        // its bytes only need to be something.
-        let scale = if top.is_finite() {
-            top / ROW_LEVELS
-        } else {
-            0.0
-        };
-        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        // Three simple passes (levels, residual, scatter) rather than one: the first two
-        // vectorize.
         self.levels.resize(x.len(), 0);
-        for (l, &v) in self.levels.iter_mut().zip(x) {
-            // Nearest level, ties away from zero (`as` truncates and saturates, NaN → 0): any
-            // level would do, the residual below is measured, not assumed; this one is the
-            // closest and needs no libm call.
-            *l = ((v * inv + 0.5f32.copysign(v)) as i32).clamp(-127, 127) as i8;
-        }
-        // s·x̂ is exact in f64 (24 × 8 significant bits); four sums keep the adds independent.
-        let s = f64::from(scale);
-        let mut sums = [0.0f64; 4];
-        for (xs, ls) in x.chunks(4).zip(self.levels.chunks(4)) {
-            for (k, (&v, &l)) in xs.iter().zip(ls).enumerate() {
-                let d = f64::from(v) - s * f64::from(l);
-                sums[k] += d * d;
-            }
-        }
-        let residual: f64 = sums.iter().sum();
+        #[cfg(target_arch = "x86_64")]
+        let (scale, residual) = if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `quantize_avx2` is safe code compiled with AVX2 enabled; calling it is
+            // sound exactly when the CPU supports AVX2, which was just checked.
+            unsafe { quantize_avx2(x, &mut self.levels) }
+        } else {
+            quantize(x, &mut self.levels)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (scale, residual) = quantize(x, &mut self.levels);
         let groups = &mut self.groups[panel * self.pairs..(panel + 1) * self.pairs];
         for (g, pair) in groups.iter_mut().zip(self.levels.chunks(2)) {
             g[2 * lane] = pair[0];
@@ -257,6 +244,55 @@ impl Coarse {
     pub(super) fn bytes(&self) -> usize {
         self.groups.len() * GROUP + self.scales.len() * PANEL * 4
     }
+}
+
+/// Quantizes row `x` into `levels` (as long as `x`): returns its scale `s` and the square of
+/// its residual norm `‖x − s·x̂‖²`. The same bits whatever the instruction set: every step is
+/// elementwise or a max, and the residual's four partial sums are fixed.
+#[inline(always)]
+fn quantize(x: &[f32], levels: &mut [i8]) -> (f32, f64) {
+    let top = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    // Non-finite data never takes the coarse pass (the index's max norm is then infinite); its
+    // bytes only need to be something.
+    let scale = if top.is_finite() {
+        top / ROW_LEVELS
+    } else {
+        0.0
+    };
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    // Three simple passes (max, levels, residual) rather than one: each vectorizes.
+    for (l, &v) in levels.iter_mut().zip(x) {
+        // The nearest level (ties to even; NaN → −127): any level would do, the residual
+        // below is measured, not assumed. Rounded by adding 1.5·2²³, whose ulp is 1, and read
+        // back from the sum's bits: no libm call, and no float-to-int conversion, whose NaN
+        // and saturation rules keep it from vectorizing.
+        #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; `max` then `min` give −127.
+        let y = (v * inv).max(-ROW_LEVELS).min(ROW_LEVELS);
+        *l = ((y + ROUNDER).to_bits() as i32 - ROUNDER.to_bits() as i32) as i8;
+    }
+    // s·x̂ is exact in f64 (24 × 8 significant bits); four sums keep the adds independent.
+    let s = f64::from(scale);
+    let mut sums = [0.0f64; 4];
+    let (xs, ls) = (x.chunks_exact(4), levels.chunks_exact(4));
+    let (x_rest, l_rest) = (xs.remainder(), ls.remainder());
+    for (xq, lq) in xs.zip(ls) {
+        for k in 0..4 {
+            let d = f64::from(xq[k]) - s * f64::from(lq[k]);
+            sums[k] += d * d;
+        }
+    }
+    for (k, (&v, &l)) in x_rest.iter().zip(l_rest).enumerate() {
+        let d = f64::from(v) - s * f64::from(l);
+        sums[k] += d * d;
+    }
+    (scale, sums.iter().sum())
+}
+
+/// [`quantize`] compiled with AVX2 (the same bits, in fewer instructions).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantize_avx2(x: &[f32], levels: &mut [i8]) -> (f32, f64) {
+    quantize(x, levels)
 }
 
 /// What the coarse pass over one range of rows keeps.
