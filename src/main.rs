@@ -1,5 +1,14 @@
 use clap::Parser;
 
+/// The `flotilla` binary allocates with mimalloc. Every request is many small allocations (a
+/// doc's id, fields, tensors; their protobuf and Raft-log encodings) made on one thread and
+/// freed on another; glibc's allocator spent a fifth of a stateful index's CPU time in malloc,
+/// free and consolidation, and mimalloc about a third of that (measured with `perf`: 100,000
+/// docs over gRPC, plain 1.0 → 0.7 s, 3 stateful replicas 1.9 → 1.3 s). A program that embeds
+/// the library chooses its own allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = flotilla::cli::Cli::parse();
     if matches!(cli.command, flotilla::cli::Command::Bench { .. }) {
