@@ -502,6 +502,37 @@ async fn a_stock_client_batches_requests_and_sends_parameters() {
     server.stop().await;
 }
 
+/// `Client.post(target_executor=…)` runs only the nodes the regex names; a parameter
+/// `upper__tag_value` reaches `upper` as `tag_value`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_client_targets_executors_and_their_own_parameters() {
+    let Some(py) = python() else { return };
+    let server = serve_gateway(client_flow()).await;
+    let out = run_client(&py, &server, &["targeted"]).await;
+    let t = out.scenario("targeted");
+    // `upper` alone: uppercased and tagged by it, no scorer's `emb_sum`.
+    assert_eq!(
+        t["upper_only"],
+        json!([
+            {"text": "HELLO 0", "tags": ["batch", "i", "nested", "src", "upper"]},
+            {"text": "HELLO 1", "tags": ["batch", "i", "nested", "src", "upper"]},
+        ])
+    );
+    // `scorer` alone: `upper` passed the docs on untouched.
+    assert_eq!(
+        t["scorer_only"],
+        json!([
+            {"text": "hello 0", "tags": ["emb_sum", "i", "nested", "src"]},
+            {"text": "hello 1", "tags": ["emb_sum", "i", "nested", "src"]},
+        ])
+    );
+    for tags in t["specific"].as_array().unwrap() {
+        assert_eq!(tags["param"], "only upper", "{tags}");
+        assert_eq!(as_f64(&tags["k"]), 2.0, "{tags}");
+    }
+    server.stop().await;
+}
+
 /// An Executor's `Err(ExecutorError::named("ValueError", "bad doc"))` reaches the stock client as
 /// `BadServer` carrying Jina's error header; the Flow keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,9 @@ pub enum DispatchError {
     /// A remote replica could not serve the request (after the retries it allows).
     #[error("{replica}: {message}")]
     Unavailable { replica: Arc<str>, message: String },
+    /// The request itself is wrong (a `target_executor` that is not a regex): no Executor saw it.
+    #[error("invalid request: {message}")]
+    BadRequest { message: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

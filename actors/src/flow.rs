@@ -17,6 +17,7 @@ use crate::graph::{Graph, Source};
 use crate::request::{Params, Request};
 use crate::router::{Router, reduced};
 use crate::shard::StartError;
+use crate::target::TargetExecutor;
 
 /// How a post is split and sent.
 #[derive(Clone, Debug)]
@@ -26,6 +27,9 @@ pub struct PostOptions {
     pub parameters: Params,
     /// Requests in flight at once for one post (Jina's `prefetch`).
     pub prefetch: usize,
+    /// Only the nodes whose name this regex matches run the requests (Jina's
+    /// `target_executor`); `None`: every node.
+    pub target_executor: Option<String>,
 }
 
 impl Default for PostOptions {
@@ -34,6 +38,7 @@ impl Default for PostOptions {
             request_size: 100,
             parameters: Params::new(),
             prefetch: 1000,
+            target_executor: None,
         }
     }
 }
@@ -92,10 +97,21 @@ impl RunningFlow {
         &self.routers
     }
 
-    /// Runs one request through the Flow.
-    pub async fn call(&self, req: Request) -> NodeResult {
+    /// Runs one request through the Flow (only through the nodes its `target_executor`
+    /// names, if it names some).
+    pub async fn call(&self, mut req: Request) -> NodeResult {
+        let target = match req.target_executor.take() {
+            Some(pattern) => Some(TargetExecutor::new(&pattern)?),
+            None => None,
+        };
+        let runs = |router: &Router| target.as_ref().is_none_or(|t| t.matches(router.name()));
         if self.routers.len() == 1 {
-            return self.routers[0].route(vec![req]).await;
+            let router = &self.routers[0];
+            return if runs(router) {
+                router.route(vec![req]).await
+            } else {
+                Ok(req)
+            };
         }
         let order = self.keep_input_order.then(|| input_order(&req.docs));
         let n = self.routers.len();
@@ -149,7 +165,8 @@ impl RunningFlow {
                     }
                     let out = match failed {
                         Some(e) => Err(e),
-                        None => router.route(parts).await,
+                        None if runs(router) => router.route(parts).await,
+                        None => Ok(router.pass(parts)),
                     };
                     send_all(outbox, out);
                 }
@@ -191,6 +208,7 @@ impl RunningFlow {
     ) -> Result<DocList, DispatchError> {
         let endpoint: Arc<str> = Arc::from(endpoint);
         let parameters = Arc::new(opts.parameters.clone());
+        let target: Option<Arc<str>> = opts.target_executor.as_deref().map(Arc::from);
         let size = if opts.request_size == 0 {
             docs.len().max(1)
         } else {
@@ -207,6 +225,7 @@ impl RunningFlow {
         let results: Vec<Request> = stream::iter(batches.into_iter().map(|b| {
             let mut req = Request::new(endpoint.clone(), b);
             req.parameters = parameters.clone();
+            req.target_executor = target.clone();
             self.call(req)
         }))
         .buffered(opts.prefetch.max(1))

@@ -34,6 +34,7 @@ pub mod request;
 pub mod router;
 pub mod shard;
 mod system;
+pub mod target;
 
 /// What Executor code needs, in one import.
 pub mod prelude {

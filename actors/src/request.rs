@@ -39,6 +39,10 @@ pub struct Request {
     pub results: Params,
     /// The replicas that handled the request, in order (`indexer/rep-0`, …).
     pub routes: Vec<Arc<str>>,
+    /// Jina's `header.target_executor`: a regex naming the Flow nodes that run the request (see
+    /// `target.rs`). Read by the Flow when the request enters it; never logged.
+    #[serde(skip)]
+    pub target_executor: Option<Arc<str>>,
 }
 
 impl Request {
@@ -74,6 +78,7 @@ impl Request {
             docs_matrix: Vec::new(),
             results: self.results.clone(),
             routes: self.routes.clone(),
+            target_executor: self.target_executor.clone(),
         }
     }
 }

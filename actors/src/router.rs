@@ -28,6 +28,9 @@ pub struct Router {
     reduce: bool,
     when: Option<Query>,
     next_shard: AtomicUsize,
+    /// Whether the node computes its Executor's own parameters (see `target.rs`); a remote
+    /// Executor's runtime does that itself, with its own name.
+    own_parameters: bool,
 }
 
 impl Router {
@@ -49,6 +52,7 @@ impl Router {
                 reduce: d.reduce,
                 when: node.when.clone(),
                 next_shard: AtomicUsize::new(0),
+                own_parameters: false,
             });
         }
         let shards = (0..d.shards)
@@ -77,6 +81,7 @@ impl Router {
             reduce: d.reduce,
             when: node.when.clone(),
             next_shard: AtomicUsize::new(0),
+            own_parameters: true,
         })
     }
 
@@ -116,7 +121,34 @@ impl Router {
         self.poll(req).await
     }
 
-    async fn poll(&self, req: Request) -> Result<Request, DispatchError> {
+    /// What a node that a request's `target_executor` leaves out hands on: its parts joined as
+    /// the gateway joins them (reduced, or one after the other), no Executor called.
+    pub fn pass(&self, mut parts: Vec<Request>) -> Request {
+        match parts.len() {
+            0 | 1 => parts.pop().unwrap_or_default(),
+            _ if self.reduce => reduced(parts),
+            _ => concatenated(parts),
+        }
+    }
+
+    /// Polls the shards with the parameters this node's Executor is meant to see; the request
+    /// goes on with the ones it came with.
+    async fn poll(&self, mut req: Request) -> Result<Request, DispatchError> {
+        let own = if self.own_parameters {
+            crate::target::parameters_for(&req.parameters, &self.name)
+        } else {
+            None
+        };
+        let Some(own) = own else {
+            return self.poll_shards(req).await;
+        };
+        let sent = std::mem::replace(&mut req.parameters, Arc::new(own));
+        let mut out = self.poll_shards(req).await?;
+        out.parameters = sent;
+        Ok(out)
+    }
+
+    async fn poll_shards(&self, req: Request) -> Result<Request, DispatchError> {
         let n = self.shards.len();
         if n == 1 {
             return self.shards[0].call(req).await;

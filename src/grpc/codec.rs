@@ -661,6 +661,10 @@ pub fn request_from_proto(p: DataRequestProto) -> Result<Request, CodecError> {
         header.request_id
     };
     let endpoint: Arc<str> = header.exec_endpoint.unwrap_or_default().into();
+    let target_executor = header
+        .target_executor
+        .filter(|t| !t.is_empty())
+        .map(Arc::from);
     let mut results = Params::new();
     let params = match parameters {
         None => Params::new(),
@@ -695,6 +699,7 @@ pub fn request_from_proto(p: DataRequestProto) -> Result<Request, CodecError> {
         docs_matrix: Vec::new(),
         results,
         routes: routes.into_iter().map(|r| Arc::from(r.executor)).collect(),
+        target_executor,
     })
 }
 

@@ -52,6 +52,9 @@ pub fn failure(e: &DispatchError) -> Failure {
         | DispatchError::Unavailable { .. } => {
             Failure::Transport(Status::unavailable(e.to_string()))
         }
+        DispatchError::BadRequest { .. } => {
+            Failure::Transport(Status::invalid_argument(e.to_string()))
+        }
     }
 }
 

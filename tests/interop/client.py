@@ -169,7 +169,26 @@ def error(c):
     emit('error', after=[d.text for d in after], **fields)
 
 
-SCENARIOS = {f.__name__: f for f in [ready, roundtrip, return_type, batching, parameters, error]}
+def targeted(c):
+    def seen(docs):
+        return [{'text': d.text, 'tags': sorted(d.tags)} for d in docs]
+
+    emit(
+        'targeted',
+        upper_only=seen(c.post('/index', in_docs(2, prefix='t'), target_executor='upp')),
+        scorer_only=seen(c.post('/index', in_docs(2, prefix='s'), target_executor='scorer')),
+        specific=[
+            d.tags
+            for d in c.post(
+                '/index', in_docs(2, prefix='q'), parameters={'upper__tag_value': 'only upper', 'k': 2}
+            )
+        ],
+    )
+
+
+SCENARIOS = {
+    f.__name__: f for f in [ready, roundtrip, return_type, batching, parameters, error, targeted]
+}
 
 
 def main():

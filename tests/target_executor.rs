@@ -1,0 +1,186 @@
+//! Requests aimed at some Executors (Jina's §4.7): `target_executor` runs a request through the
+//! nodes whose name the regex matches from the start, the others hand it on; a parameter
+//! `"<executor>__<key>"` reaches only that Executor (as `<key>`), and an object named after an
+//! Executor is merged into its parameters. In-process and through the gRPC gateway.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::within;
+use flotilla::actors::executor::factory_with;
+use flotilla::actors::prelude::*;
+use flotilla::grpc::client::{Client, ClientError, ClientPost};
+use flotilla::grpc::server::{ServeOptions, Server};
+use flotilla::grpc::service::Role;
+use flotilla::{Exec, Flow, PostOptions, Running};
+use serde_json::json;
+
+/// Appends a doc saying who it is and which parameters it saw.
+struct Says {
+    who: String,
+}
+
+impl Executor for Says {
+    fn requests(r: &mut Requests<Self>) {
+        r.default(|e: &mut Says, req: &mut Request, _: &Context| {
+            let seen = serde_json::Value::Object((*req.parameters).clone());
+            req.docs
+                .push(Doc::text_doc(format!("{} saw {seen}", e.who)));
+        });
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Who {
+    who: String,
+}
+
+/// gateway → encoder → indexer, and a `ranker` beside them both, all joined at the end.
+fn flow() -> Flow {
+    let says = factory_with(|w: Who, _: &Context| Ok(Says { who: w.who }));
+    let exec = |name: &str| {
+        Exec::new()
+            .uses("Says")
+            .uses_with(json!({ "who": name }))
+            .name(name)
+    };
+    Flow::new()
+        .register("Says", says)
+        .add(exec("encoder"))
+        .add(exec("indexer"))
+        .add(exec("ranker").needs("gateway"))
+        .add(Exec::new().name("join").needs(["indexer", "ranker"]))
+}
+
+async fn post(f: &Running, target: Option<&str>, parameters: serde_json::Value) -> Vec<String> {
+    let opts = PostOptions {
+        target_executor: target.map(str::to_owned),
+        parameters: parameters.as_object().cloned().unwrap_or_default(),
+        ..PostOptions::default()
+    };
+    let docs = within(30, f.post_with("/foo", DocList::new(), &opts))
+        .await
+        .expect("the post succeeds");
+    let mut texts: Vec<String> = docs.texts().into_iter().map(str::to_owned).collect();
+    // Parallel branches join in either order.
+    texts.sort();
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_targeted_nodes_run_and_the_others_hand_the_request_on() {
+    let f = flow().start().unwrap();
+    assert_eq!(
+        post(&f, None, json!({})).await,
+        ["encoder saw {}", "indexer saw {}", "ranker saw {}"]
+    );
+    // `indexer` runs; `encoder` before it and `ranker` beside it do not, nor does `join`.
+    assert_eq!(
+        post(&f, Some("indexer"), json!({})).await,
+        ["indexer saw {}"]
+    );
+    // A regex, matched from the start of the name: "index" names `indexer`, "dexer" nothing.
+    assert_eq!(
+        post(&f, Some("enc|rank"), json!({})).await,
+        ["encoder saw {}", "ranker saw {}"]
+    );
+    assert_eq!(
+        post(&f, Some("dexer"), json!({})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        post(&f, Some(".*er"), json!({})).await,
+        ["encoder saw {}", "indexer saw {}", "ranker saw {}"]
+    );
+    f.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_specific_parameters_reach_their_executor_only() {
+    let f = flow().start().unwrap();
+    let texts = post(
+        &f,
+        None,
+        json!({"limit": 1, "indexer__limit": 5, "ranker": {"depth": 2}, "__results__": {}}),
+    )
+    .await;
+    let seen: Vec<(&str, serde_json::Value)> = texts
+        .iter()
+        .map(|t| {
+            let (who, params) = t.split_once(" saw ").expect("who saw what");
+            (who, serde_json::from_str(params).expect("JSON"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "encoder",
+                json!({"limit": 1, "ranker": {"depth": 2}, "__results__": {}})
+            ),
+            (
+                "indexer",
+                json!({"limit": 5, "ranker": {"depth": 2}, "__results__": {}})
+            ),
+            (
+                "ranker",
+                json!({"limit": 1, "ranker": {"depth": 2}, "depth": 2, "__results__": {}})
+            ),
+        ]
+    );
+    f.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_not_a_regex_is_refused_before_any_executor_runs() {
+    let f = flow().start().unwrap();
+    let opts = PostOptions {
+        target_executor: Some("(".into()),
+        ..PostOptions::default()
+    };
+    let err = within(30, f.post_with("/foo", DocList::new(), &opts))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains(r#"target_executor "(""#), "{err}");
+    f.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_grpc_the_header_targets_and_a_bad_regex_is_a_clear_error() {
+    let running = Arc::new(flow().start().unwrap());
+    let server = Server::start(
+        running.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServeOptions::new(Role::Gateway),
+    )
+    .await
+    .unwrap();
+    let client = Client::connect(&format!("grpc://{}", server.local_addr()))
+        .await
+        .unwrap();
+    let opts = |target: &str| ClientPost {
+        target_executor: Some(target.into()),
+        parameters: json!({"ranker__k": 3}).as_object().cloned().unwrap(),
+        ..ClientPost::default()
+    };
+    let docs = within(30, client.post_with("/foo", DocList::new(), &opts("rank")))
+        .await
+        .unwrap();
+    // A Struct's numbers are doubles (as with Jina).
+    assert_eq!(docs.texts(), [r#"ranker saw {"k":3.0}"#]);
+    let err = within(30, client.post_with("/foo", DocList::new(), &opts("(")))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, ClientError::BadServer(_) | ClientError::Status(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not a regex"), "{err}");
+    // The gateway keeps serving.
+    let docs = within(30, client.post_with("/foo", DocList::new(), &opts("enc")))
+        .await
+        .unwrap();
+    assert_eq!(docs.texts(), [r#"encoder saw {}"#]);
+    server.stop().await;
+}
