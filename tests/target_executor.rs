@@ -6,15 +6,19 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::within;
-use flotilla::actors::executor::factory_with;
+use flotilla::actors::executor::{factory, factory_with};
 use flotilla::actors::prelude::*;
 use flotilla::grpc::client::{Client, ClientError, ClientPost};
 use flotilla::grpc::server::{ServeOptions, Server};
 use flotilla::grpc::service::Role;
 use flotilla::{Exec, Flow, PostOptions, Running};
 use serde_json::json;
+
+/// Calls of every `Says` Executor of the test's process.
+static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// Appends a doc saying who it is and which parameters it saw.
 struct Says {
@@ -24,6 +28,7 @@ struct Says {
 impl Executor for Says {
     fn requests(r: &mut Requests<Self>) {
         r.default(|e: &mut Says, req: &mut Request, _: &Context| {
+            CALLS.fetch_add(1, Ordering::SeqCst);
             let seen = serde_json::Value::Object((*req.parameters).clone());
             req.docs
                 .push(Doc::text_doc(format!("{} saw {seen}", e.who)));
@@ -139,10 +144,12 @@ async fn a_target_that_is_not_a_regex_is_refused_before_any_executor_runs() {
         target_executor: Some("(".into()),
         ..PostOptions::default()
     };
+    let before = CALLS.load(Ordering::SeqCst);
     let err = within(30, f.post_with("/foo", DocList::new(), &opts))
         .await
         .expect_err("refused");
     assert!(err.to_string().contains(r#"target_executor "(""#), "{err}");
+    assert_eq!(CALLS.load(Ordering::SeqCst), before, "no Executor ran");
     f.close();
 }
 
@@ -183,4 +190,64 @@ async fn over_grpc_the_header_targets_and_a_bad_regex_is_a_clear_error() {
         .unwrap();
     assert_eq!(docs.texts(), [r#"encoder saw {}"#]);
     server.stop().await;
+}
+
+/// a and b both take the gateway's docs; `join` joins them without reduce, through a
+/// `uses_before` Executor.
+fn no_reduce_join() -> Flow {
+    let says = |who: &'static str| factory(move |_| Ok(Says { who: who.into() }));
+    Flow::new()
+        .register("A", says("a"))
+        .register("B", says("b"))
+        .add(Exec::new().name("a").uses("A").needs("gateway"))
+        .add(Exec::new().name("b").uses("B").needs("gateway"))
+        .add(
+            Exec::new()
+                .name("join")
+                .needs(["a", "b"])
+                .disable_reduce(true)
+                .uses_before_factory("JoinBefore", says("join/before")),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_join_merges_its_parts_and_a_uses_before_sees_its_nodes_parameters() {
+    let f = no_reduce_join().start().unwrap();
+    let input = || DocList::from(vec![Doc::with_id("in").with_text("input")]);
+    let post = |target: Option<&str>, parameters: serde_json::Value| PostOptions {
+        target_executor: target.map(str::to_owned),
+        parameters: parameters.as_object().cloned().unwrap_or_default(),
+        ..PostOptions::default()
+    };
+    // Only `a` runs: `b` hands the input on, and the skipped join merges the two parts by id
+    // instead of repeating the input doc.
+    let docs = within(
+        30,
+        f.post_with("/foo", input(), &post(Some("a"), json!({}))),
+    )
+    .await
+    .unwrap();
+    let mut texts = docs.texts();
+    texts.sort();
+    assert_eq!(texts, ["a saw {}", "input"]);
+    // Everything runs: join's `uses_before` sees `join__k` as `k`; a and b do not see it.
+    let docs = within(
+        30,
+        f.post_with("/foo", input(), &post(None, json!({"join__k": 1}))),
+    )
+    .await
+    .unwrap();
+    let mut texts = docs.texts();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "a saw {}",
+            "b saw {}",
+            "input",
+            "input",
+            r#"join/before saw {"k":1}"#
+        ]
+    );
+    f.close();
 }

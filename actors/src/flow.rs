@@ -54,6 +54,8 @@ pub struct RunningFlow {
     outputs: Vec<usize>,
     /// Re-sort the answer into input order (Jina does so whenever a Flow has a `when`).
     keep_input_order: bool,
+    /// The last `target_executor` compiled: a post sends the same one with every request.
+    last_target: std::sync::Mutex<Option<Arc<TargetExecutor>>>,
 }
 
 impl RunningFlow {
@@ -89,6 +91,7 @@ impl RunningFlow {
             consumers,
             outputs: graph.outputs.clone(),
             keep_input_order: graph.nodes.iter().any(|n| n.when.is_some()),
+            last_target: std::sync::Mutex::new(None),
         })
     }
 
@@ -101,7 +104,7 @@ impl RunningFlow {
     /// names, if it names some).
     pub async fn call(&self, mut req: Request) -> NodeResult {
         let target = match req.target_executor.take() {
-            Some(pattern) => Some(TargetExecutor::new(&pattern)?),
+            Some(pattern) => Some(self.target(&pattern)?),
             None => None,
         };
         let runs = |router: &Router| target.as_ref().is_none_or(|t| t.matches(router.name()));
@@ -196,6 +199,20 @@ impl RunningFlow {
             sort_into(&mut out.docs, &order);
         }
         Ok(out)
+    }
+
+    /// `pattern` compiled, or the last one compiled if it is the same.
+    fn target(&self, pattern: &str) -> Result<Arc<TargetExecutor>, DispatchError> {
+        let mut last = self
+            .last_target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = last.as_ref().filter(|t| t.pattern() == pattern) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(TargetExecutor::new(pattern)?);
+        *last = Some(t.clone());
+        Ok(t)
     }
 
     /// Sends `docs` to `endpoint`, split into requests of `request_size` docs that run

@@ -28,9 +28,6 @@ pub struct Router {
     reduce: bool,
     when: Option<Query>,
     next_shard: AtomicUsize,
-    /// Whether the node computes its Executor's own parameters (see `target.rs`); a remote
-    /// Executor's runtime does that itself, with its own name.
-    own_parameters: bool,
 }
 
 impl Router {
@@ -52,7 +49,6 @@ impl Router {
                 reduce: d.reduce,
                 when: node.when.clone(),
                 next_shard: AtomicUsize::new(0),
-                own_parameters: false,
             });
         }
         let shards = (0..d.shards)
@@ -81,7 +77,6 @@ impl Router {
             reduce: d.reduce,
             when: node.when.clone(),
             next_shard: AtomicUsize::new(0),
-            own_parameters: true,
         })
     }
 
@@ -95,8 +90,26 @@ impl Router {
         &self.shards
     }
 
-    /// Runs the node on the parts its predecessors produced (one per `needs`).
+    /// Runs the node on the parts its predecessors produced (one per `needs`). Its Executors
+    /// (`uses_before`, the shards, `uses_after`; remote ones too, as Jina's gateway does) see
+    /// the parameters meant for this node (see `target.rs`); the result goes on with the
+    /// parameters the request came with, whatever an Executor did to them.
     pub async fn route(&self, mut parts: Vec<Request>) -> Result<Request, DispatchError> {
+        let Some(sent) = parts.first().map(|p| p.parameters.clone()) else {
+            return Ok(Request::default());
+        };
+        if let Some(own) = crate::target::parameters_for(&sent, &self.name) {
+            let own = Arc::new(own);
+            for p in &mut parts {
+                p.parameters = own.clone();
+            }
+        }
+        let mut out = self.run(parts).await?;
+        out.parameters = sent;
+        Ok(out)
+    }
+
+    async fn run(&self, mut parts: Vec<Request>) -> Result<Request, DispatchError> {
         if let Some(q) = &self.when {
             for p in &mut parts {
                 p.docs.retain(|d| q.matches(d));
@@ -121,34 +134,19 @@ impl Router {
         self.poll(req).await
     }
 
-    /// What a node that a request's `target_executor` leaves out hands on: its parts joined as
-    /// the gateway joins them (reduced, or one after the other), no Executor called.
+    /// What a node that a request's `target_executor` leaves out hands on, no Executor called:
+    /// its one part, or its parts reduced by doc id. (Jina's gateway hands on whichever part
+    /// arrived last; a merge gives the same answer every time and loses no doc, and a join
+    /// without reduce would repeat the docs every branch carried through.)
     pub fn pass(&self, mut parts: Vec<Request>) -> Request {
-        match parts.len() {
-            0 | 1 => parts.pop().unwrap_or_default(),
-            _ if self.reduce => reduced(parts),
-            _ => concatenated(parts),
+        if parts.len() > 1 {
+            reduced(parts)
+        } else {
+            parts.pop().unwrap_or_default()
         }
     }
 
-    /// Polls the shards with the parameters this node's Executor is meant to see; the request
-    /// goes on with the ones it came with.
-    async fn poll(&self, mut req: Request) -> Result<Request, DispatchError> {
-        let own = if self.own_parameters {
-            crate::target::parameters_for(&req.parameters, &self.name)
-        } else {
-            None
-        };
-        let Some(own) = own else {
-            return self.poll_shards(req).await;
-        };
-        let sent = std::mem::replace(&mut req.parameters, Arc::new(own));
-        let mut out = self.poll_shards(req).await?;
-        out.parameters = sent;
-        Ok(out)
-    }
-
-    async fn poll_shards(&self, req: Request) -> Result<Request, DispatchError> {
+    async fn poll(&self, req: Request) -> Result<Request, DispatchError> {
         let n = self.shards.len();
         if n == 1 {
             return self.shards[0].call(req).await;

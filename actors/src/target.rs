@@ -2,8 +2,9 @@
 //! executor-specific parameters.
 //!
 //! - `target_executor` is a regex: only the nodes whose name it matches from the start (Python's
-//!   `re.match`) run the request; the others hand it on unchanged (their parts joined, no
-//!   Executor called).
+//!   `re.match`) run the request; the others hand it on (see `Router::pass`), no Executor
+//!   called. The syntax is the `regex` crate's: Python's lookaround and backreferences are
+//!   refused as invalid, as is a pattern that would compile to more than [`REGEX_BYTES`].
 //! - A parameter `"<executor>__<key>"` reaches only that Executor, as `<key>`, and no other one
 //!   sees it; a parameter named after an Executor whose value is a non-empty object is merged
 //!   into that Executor's parameters. Keys that start or end with `__` (`__results__`) are
@@ -12,30 +13,47 @@
 //!   node; the request travels on with the parameters the client sent, so every node finds its
 //!   own.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 use crate::dispatch::DispatchError;
 use crate::request::Params;
 
 const SEPARATOR: &str = "__";
 
+/// The most memory a compiled `target_executor` may take: it comes from the network.
+pub const REGEX_BYTES: usize = 1 << 20;
+
 /// A compiled `target_executor`.
 #[derive(Clone, Debug)]
-pub struct TargetExecutor(Regex);
+pub struct TargetExecutor {
+    pattern: Box<str>,
+    regex: Regex,
+}
 
 impl TargetExecutor {
-    /// Compiles `pattern`; a pattern that is not a regex is the caller's error.
+    /// Compiles `pattern` as it is; a pattern that is not a regex is the caller's error.
     pub fn new(pattern: &str) -> Result<Self, DispatchError> {
-        Regex::new(&format!("^(?:{pattern})"))
-            .map(TargetExecutor)
+        RegexBuilder::new(pattern)
+            .size_limit(REGEX_BYTES)
+            .build()
+            .map(|regex| TargetExecutor {
+                pattern: pattern.into(),
+                regex,
+            })
             .map_err(|e| DispatchError::BadRequest {
                 message: format!("target_executor {pattern:?} is not a regex: {e}"),
             })
     }
 
-    /// Whether the node named `name` runs the request.
+    /// The pattern it was compiled from.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether the node named `name` runs the request: the pattern matches at its start. (The
+    /// leftmost match starts at 0 exactly when some match does.)
     pub fn matches(&self, name: &str) -> bool {
-        self.0.is_match(name)
+        self.regex.find(name).is_some_and(|m| m.start() == 0)
     }
 }
 
@@ -64,7 +82,8 @@ pub fn parameters_for(params: &Params, name: &str) -> Option<Params> {
         if pieces.concat() == name {
             out.insert(own_key.to_owned(), value.clone());
         }
-        out.remove(key);
+        // In place, as Python's `del` leaves the other keys.
+        out.shift_remove(key);
     }
     if let Some(m) = merged {
         for (k, v) in m {
@@ -140,5 +159,15 @@ mod tests {
         assert!(t.matches("a1") && t.matches("bar") && !t.matches("ca"));
         let e = TargetExecutor::new("(").expect_err("not a regex");
         assert!(e.to_string().contains("target_executor \"(\""), "{e}");
+        // Not anchored by rewriting: an alternative cannot escape the anchor, and a comment
+        // cannot swallow it.
+        let t = TargetExecutor::new("x)|(enc").map(|_| ());
+        assert!(t.is_err(), "Python refuses it too");
+        let t = TargetExecutor::new("(?x) enc # a comment").expect("a regex");
+        assert!(t.matches("encoder") && !t.matches("reencoder"));
+        let t = TargetExecutor::new("b|enc").expect("a regex");
+        assert!(t.matches("encoder") && !t.matches("abc"));
+        // Too big to compile from a request.
+        assert!(TargetExecutor::new("(a{1000}){1000}").is_err());
     }
 }

@@ -259,7 +259,8 @@ fn quantize(x: &[f32], levels: &mut [i8]) -> (f32, f64) {
     } else {
         0.0
     };
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    // A scale so small that its inverse overflows stores level 0 (its query is refused).
+    let inv = Some(1.0 / scale).filter(|i| i.is_finite()).unwrap_or(0.0);
     // Three simple passes (max, levels, residual) rather than one: each vectorizes.
     for (l, &v) in levels.iter_mut().zip(x) {
         // The nearest level (ties to even; NaN → −127): any level would do, the residual
@@ -542,6 +543,44 @@ mod tests {
                 // SAFETY: AVX2 was just detected; the function is otherwise safe code.
                 let fast = unsafe { panel_keys_avx2(g, &cq, &c.scales[p]) };
                 assert_eq!(fast.map(f32::to_bits), portable.map(f32::to_bits));
+            }
+        }
+    }
+
+    #[test]
+    fn quantizing_gives_the_same_bits_with_and_without_avx2() {
+        let rows: Vec<Vec<f32>> = vec![
+            // Exact ties (0.5 and 1.5 steps of 1/127), an odd tail.
+            vec![1.0, 0.5 / 127.0, 1.5 / 127.0, -2.5 / 127.0, 0.3, -0.7, 0.1],
+            vec![f32::NAN, 1.0, -1.0, 0.25, 0.0],
+            vec![f32::INFINITY, 1.0, f32::NEG_INFINITY],
+            vec![1e-39, 0.0, -1e-39],
+            vec![0.0; 9],
+            (0..37).map(|j| (j as f32 * 0.61).sin() * 3.0).collect(),
+        ];
+        for x in rows {
+            let mut portable = vec![0i8; x.len()];
+            let (s, r) = quantize(&x, &mut portable);
+            assert!(portable.iter().all(|l| (-127..=127).contains(l)), "{x:?}");
+            if x.iter().all(|v| v.is_finite()) && s > 0.0 {
+                // Nearest level, ties to even: 0.5 → 0, 1.5 → 2, −2.5 → −2.
+                if x[1] == 0.5 / 127.0 {
+                    assert_eq!(portable[..4], [127, 0, 2, -2]);
+                }
+                let direct: f64 = x
+                    .iter()
+                    .zip(&portable)
+                    .map(|(&v, &l)| (f64::from(v) - f64::from(s) * f64::from(l)).powi(2))
+                    .sum();
+                assert!((direct - r).abs() <= 1e-12 * direct.max(1e-30), "{x:?}");
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut fast = vec![0i8; x.len()];
+                // SAFETY: AVX2 was just detected; the function is otherwise safe code.
+                let (fs, fr) = unsafe { quantize_avx2(&x, &mut fast) };
+                assert_eq!(fast, portable, "{x:?}");
+                assert_eq!((fs.to_bits(), fr.to_bits()), (s.to_bits(), r.to_bits()));
             }
         }
     }
