@@ -251,3 +251,39 @@ async fn a_skipped_join_merges_its_parts_and_a_uses_before_sees_its_nodes_parame
     );
     f.close();
 }
+
+/// An Executor server runs what its gateway sends, `target_executor` or not (a Jina worker
+/// ignores the field; Jina's gateway clears it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_server_ignores_target_executor() {
+    use flotilla::grpc::codec::{request_from_proto, request_to_proto};
+    use flotilla::grpc::pb::jina::jina_single_data_request_rpc_client::JinaSingleDataRequestRpcClient;
+    let says = factory(|_| {
+        Ok(Says {
+            who: "worker".into(),
+        })
+    });
+    let running = flotilla::Deployment::new()
+        .name("worker")
+        .register("Says", says)
+        .uses("Says")
+        .start()
+        .unwrap();
+    let server = Server::start(
+        Arc::new(running),
+        "127.0.0.1:0".parse().unwrap(),
+        ServeOptions::new(Role::Executor),
+    )
+    .await
+    .unwrap();
+    let mut rpc =
+        JinaSingleDataRequestRpcClient::connect(format!("http://{}", server.local_addr()))
+            .await
+            .unwrap();
+    let mut proto = request_to_proto(&Request::new("/foo", DocList::new()));
+    proto.header.as_mut().unwrap().target_executor = Some("someone-else".into());
+    let back = within(30, rpc.process_single_data(proto)).await.unwrap();
+    let back = request_from_proto(back.into_inner()).unwrap();
+    assert_eq!(back.docs.texts(), ["worker saw {}"]);
+    server.stop().await;
+}

@@ -54,6 +54,16 @@ struct Inner {
     write_endpoints: Vec<String>,
 }
 
+impl Inner {
+    /// A decoded request as this server runs it: an Executor server ignores
+    /// `target_executor`, as a Jina worker does (the gateway in front of it chose already).
+    fn as_served(&self, req: &mut KRequest) {
+        if self.role == Role::Executor {
+            req.target_executor = None;
+        }
+    }
+}
+
 /// The services, cheap to clone (one per tonic service).
 #[derive(Clone)]
 pub struct JinaService {
@@ -139,6 +149,7 @@ async fn run_one(
     {
         req.endpoint = e.into();
     }
+    inner.as_served(&mut req);
     let result = flow(&inner).call(req).await;
     finish(header.clone(), result).map_err(|status| Failed { header, status })
 }
@@ -313,6 +324,7 @@ impl jina_data_request_rpc_server::JinaDataRequestRpc for JinaService {
         {
             req.endpoint = e.into();
         }
+        self.inner.as_served(&mut req);
         finish(header, flow(&self.inner).call(req).await).map(Response::new)
     }
 }
