@@ -1,9 +1,11 @@
 //! How an [`ArrayData`] is serialized.
 //!
 //! Binary formats (postcard: the Raft log, Raft messages between processes, answers of other
-//! replicas) get numbers as one byte string of their little-endian bytes: one copy each way,
-//! where serde's element-by-element sequence cost a call per number (the Raft log encoded and
-//! decoded every embedding that way, three decodes per write with three replicas).
+//! replicas) get numbers as one byte string of their little-endian bytes: bulk copies (into a
+//! scratch buffer, then into the output; from the input into the numbers), where serde's
+//! element-by-element sequence cost a call per number (the Raft log encoded and decoded every
+//! embedding that way, three decodes per write with three replicas). Casting the numbers to
+//! bytes in place would save the scratch copy, at the price of `unsafe` or another crate.
 //!
 //! Human-readable formats (JSON) keep serde's derived form: a list of numbers.
 //!
