@@ -4,7 +4,8 @@ use clap::Parser;
 /// doc's id, fields, tensors; their protobuf and Raft-log encodings) made on one thread and
 /// freed on another; glibc's allocator spent a fifth of a stateful index's CPU time in malloc,
 /// free and consolidation, and mimalloc about a third of that (measured with `perf`: 100,000
-/// docs over gRPC, plain 1.0 → 0.7 s, 3 stateful replicas 1.9 → 1.3 s). A program that embeds
+/// docs over gRPC, plain 1.0 → 0.7 s, 3 stateful replicas 1.9 → 1.3–1.5 s). Tiny in-process
+/// posts pay for it (20–35% fewer per second: the README's A/B run). A program that embeds
 /// the library chooses its own allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -287,3 +287,37 @@ async fn an_executor_server_ignores_target_executor() {
     assert_eq!(back.docs.texts(), ["worker saw {}"]);
     server.stop().await;
 }
+
+/// Replaces the request's parameters (an Executor may: they are its request's).
+struct Rewrites;
+
+impl Executor for Rewrites {
+    fn requests(r: &mut Requests<Self>) {
+        r.default(|_: &mut Rewrites, req: &mut Request, _: &Context| {
+            req.parameters = Arc::new(json!({"rewritten": true}).as_object().cloned().unwrap());
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_node_sees_the_parameters_the_client_sent_not_an_executors_edit() {
+    let f = Flow::new()
+        .register("Rewrites", factory(|_| Ok(Rewrites)))
+        .register(
+            "Says",
+            factory(|_| {
+                Ok(Says {
+                    who: "after".into(),
+                })
+            }),
+        )
+        .add(Exec::new().name("rewrites").uses("Rewrites"))
+        .add(Exec::new().name("after").uses("Says"))
+        .start()
+        .unwrap();
+    assert_eq!(
+        post(&f, None, json!({"k": 1})).await,
+        [r#"after saw {"k":1}"#]
+    );
+    f.close();
+}
