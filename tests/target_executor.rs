@@ -17,18 +17,17 @@ use flotilla::grpc::service::Role;
 use flotilla::{Exec, Flow, PostOptions, Running};
 use serde_json::json;
 
-/// Calls of every `Says` Executor of the test's process.
-static CALLS: AtomicUsize = AtomicUsize::new(0);
-
-/// Appends a doc saying who it is and which parameters it saw.
+/// Appends a doc saying who it is and which parameters it saw, and counts its calls in its
+/// Flow's own counter (tests run side by side in one process, so a global would mix them).
 struct Says {
     who: String,
+    calls: Arc<AtomicUsize>,
 }
 
 impl Executor for Says {
     fn requests(r: &mut Requests<Self>) {
         r.default(|e: &mut Says, req: &mut Request, _: &Context| {
-            CALLS.fetch_add(1, Ordering::SeqCst);
+            e.calls.fetch_add(1, Ordering::SeqCst);
             let seen = serde_json::Value::Object((*req.parameters).clone());
             req.docs
                 .push(Doc::text_doc(format!("{} saw {seen}", e.who)));
@@ -43,7 +42,17 @@ struct Who {
 
 /// gateway → encoder → indexer, and a `ranker` beside them both, all joined at the end.
 fn flow() -> Flow {
-    let says = factory_with(|w: Who, _: &Context| Ok(Says { who: w.who }));
+    counted_flow(Arc::default())
+}
+
+/// [`flow`], its Executors counting their calls in `calls`.
+fn counted_flow(calls: Arc<AtomicUsize>) -> Flow {
+    let says = factory_with(move |w: Who, _: &Context| {
+        Ok(Says {
+            who: w.who,
+            calls: calls.clone(),
+        })
+    });
     let exec = |name: &str| {
         Exec::new()
             .uses("Says")
@@ -139,17 +148,20 @@ async fn executor_specific_parameters_reach_their_executor_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_is_not_a_regex_is_refused_before_any_executor_runs() {
-    let f = flow().start().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let f = counted_flow(calls.clone()).start().unwrap();
     let opts = PostOptions {
         target_executor: Some("(".into()),
         ..PostOptions::default()
     };
-    let before = CALLS.load(Ordering::SeqCst);
     let err = within(30, f.post_with("/foo", DocList::new(), &opts))
         .await
         .expect_err("refused");
     assert!(err.to_string().contains(r#"target_executor "(""#), "{err}");
-    assert_eq!(CALLS.load(Ordering::SeqCst), before, "no Executor ran");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no Executor ran");
+    // The same Flow runs a good target, so the counter does count.
+    post(&f, Some("encoder"), json!({})).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "only the encoder ran");
     f.close();
 }
 
@@ -195,7 +207,14 @@ async fn over_grpc_the_header_targets_and_a_bad_regex_is_a_clear_error() {
 /// a and b both take the gateway's docs; `join` joins them without reduce, through a
 /// `uses_before` Executor.
 fn no_reduce_join() -> Flow {
-    let says = |who: &'static str| factory(move |_| Ok(Says { who: who.into() }));
+    let says = |who: &'static str| {
+        factory(move |_| {
+            Ok(Says {
+                who: who.into(),
+                calls: Arc::default(),
+            })
+        })
+    };
     Flow::new()
         .register("A", says("a"))
         .register("B", says("b"))
@@ -261,6 +280,7 @@ async fn an_executor_server_ignores_target_executor() {
     let says = factory(|_| {
         Ok(Says {
             who: "worker".into(),
+            calls: Arc::default(),
         })
     });
     let running = flotilla::Deployment::new()
@@ -308,6 +328,7 @@ async fn the_next_node_sees_the_parameters_the_client_sent_not_an_executors_edit
             factory(|_| {
                 Ok(Says {
                     who: "after".into(),
+                    calls: Arc::default(),
                 })
             }),
         )
