@@ -218,7 +218,7 @@ async fn vector_search_agrees_with_the_bare_loop_in_every_variant_and_mode() {
     assert_eq!(
         vc.variants.len(),
         6,
-        "1 replica, 1 replica with threads=1, dynamic batching, 3 replicas, 2 shards, 3 stateful"
+        "1 replica, unbatched, unbatched with threads=1, 3 replicas, 2 shards, 3 stateful"
     );
     for variant in &vc.variants {
         for mode in MODES {
@@ -267,7 +267,13 @@ async fn vector_search_agrees_with_the_bare_loop_in_every_variant_and_mode() {
         .iter()
         .filter(|c| c.against == format!("the limit with batches: {batched}"))
         .count();
-    assert_eq!(with_batches, 2, "the batching variant, in-process and gRPC");
+    let batching = vc.variants.iter().filter(|v| v.batch > 1).count();
+    assert_eq!(batching, 4, "every variant but the two unbatched ones");
+    assert_eq!(
+        with_batches,
+        batching * 2,
+        "each batching variant, in-process and gRPC"
+    );
     // Issue 5's comparison: the stateful index time against the plain one of the same run.
     assert!(
         r.comparisons.iter().any(|c| c.what.contains("stateful")
@@ -285,6 +291,7 @@ async fn vector_search_fails_when_a_variant_finds_the_wrong_neighbours() {
         name: "dot instead of cosine".into(),
         index: IndexPath::Post,
         threads: 1,
+        batch: 16,
         configure: |d, _| d.uses_with(json!({"dim": 128, "metric": "dot"})),
     };
     let mut cfg = BenchConfig::tiny();

@@ -408,3 +408,75 @@ fn the_executor_flag_is_checked_before_anything_starts() {
     let err = run("{not json");
     assert!(err.contains("--uses-dynamic-batching:"), "{err}");
 }
+
+/// The built-in `ExactNNIndexer` declares `/search` batched: queries that queue behind a search
+/// share a pass over the matrix, and each gets the matches it gets alone (and with batching
+/// turned off), scores included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactnn_answers_queued_searches_as_it_answers_lone_ones() {
+    let dim = 8;
+    let row = |i: usize| -> Vec<f32> {
+        (0..dim)
+            .map(|j| (((i * 31 + j * 7) % 97) as f32 / 97.0) - 0.4)
+            .collect()
+    };
+    let start = |batch: usize| {
+        Deployment::new()
+            .name("idx")
+            .uses("ExactNNIndexer")
+            .uses_with(serde_json::json!({"dim": dim, "limit": 5}))
+            .dynamic_batching("/search", batch)
+            .start()
+            .unwrap()
+    };
+    let batched = start(16);
+    let unbatched = start(1);
+    for dep in [&batched, &unbatched] {
+        let docs: DocList = (0..3_000)
+            .map(|i| {
+                let mut d = Doc::with_id(format!("d{i}"));
+                d.set_embedding(NdArray::from_f32(row(i)));
+                d
+            })
+            .collect();
+        within(60, dep.post("/index", docs)).await.unwrap();
+    }
+    let query = |q: usize| {
+        let mut d = Doc::with_id(format!("q{q}"));
+        d.set_embedding(NdArray::from_f32(row(q * 13 + 5)));
+        d
+    };
+    let matches = |docs: &DocList| -> Vec<(String, String)> {
+        docs.iter()
+            .flat_map(|q| {
+                q.matches().into_iter().flatten().map(|m| {
+                    let score = m.score("cosine").map(|s| s.to_bits());
+                    (m.id().to_owned(), format!("{score:?}"))
+                })
+            })
+            .collect()
+    };
+    // Behind a large /index, 48 lone queries queue and are searched in batches.
+    let more: DocList = (3_000..60_000)
+        .map(|i| {
+            let mut d = Doc::with_id(format!("d{i}"));
+            d.set_embedding(NdArray::from_f32(row(i)));
+            d
+        })
+        .collect();
+    let hold = batched.post("/index", more.clone());
+    let burst = futures::future::join_all((0..48).map(|q| batched.post("/search", query(q))));
+    let (held, answers) = within(120, futures::future::join(hold, burst)).await;
+    held.unwrap();
+    within(120, unbatched.post("/index", more)).await.unwrap();
+    for (q, answer) in answers.into_iter().enumerate() {
+        let got = matches(&answer.expect("every query is answered"));
+        assert_eq!(got.len(), 5, "query {q} gets its own 5 matches");
+        let alone = within(30, batched.post("/search", query(q))).await.unwrap();
+        assert_eq!(got, matches(&alone), "query {q}: batched vs alone");
+        let off = within(30, unbatched.post("/search", query(q))).await.unwrap();
+        assert_eq!(got, matches(&off), "query {q}: batched vs batching off");
+    }
+    batched.close();
+    unbatched.close();
+}

@@ -30,6 +30,9 @@
 //!   bytes, then scores exactly the few rows that can still be in the top k: the same answer,
 //!   bit for bit (see [`coarse`] for why; the copy costs a quarter as much memory again as the
 //!   matrix).
+//! - `/search` is served in batches of up to [`SEARCH_BATCH`] queries: searches that queue
+//!   behind one another share a pass over the matrix (the "whatever the number of queries"
+//!   above), a lone one runs at once.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -80,6 +83,15 @@ impl Drop for Scanning {
 /// Panels scored per block: 8 × 8 rows × 128 dims × 4 bytes = 32 KiB, so every query tile of a
 /// batch reads the block from L1/L2 instead of memory.
 const BLOCK_PANELS: usize = 8;
+
+/// Most queries one `/search` call scores together. `/search` is declared batched (Jina's
+/// `@dynamic_batching(preferred_batch_size=16)`): queries queued behind a search, with equal
+/// parameters, are scored in one pass over the matrix instead of one pass each. A lone query is
+/// never held back for company (flotilla forms batches only from what already waits), so this
+/// costs nothing when the index is idle. As with any batched endpoint, a query that fails (no
+/// embedding, wrong dim) fails the queries batched with it; a Deployment's
+/// `uses_dynamic_batching: {/search: {preferred_batch_size: 1}}` turns batching off.
+pub const SEARCH_BATCH: usize = 16;
 
 /// The name of the snapshot file inside the snapshot directory.
 pub const SNAPSHOT_FILE: &str = "exactnn.bin";
@@ -242,7 +254,8 @@ pub struct ExactNNIndexer {
 impl Executor for ExactNNIndexer {
     fn requests(r: &mut Requests<Self>) {
         r.on("/index", ExactNNIndexer::index).write();
-        r.on("/search", ExactNNIndexer::search);
+        r.on("/search", ExactNNIndexer::search)
+            .dynamic_batching(DynamicBatching::new(SEARCH_BATCH));
         r.on("/count", ExactNNIndexer::count);
         r.on("/clear", ExactNNIndexer::clear).write();
     }
@@ -1778,6 +1791,16 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(writes, vec!["/index", "/clear"]);
+        // Only `/search` is served in batches, of queued queries.
+        let batched: Vec<_> = t
+            .endpoints()
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.batching?)))
+            .collect();
+        assert_eq!(
+            batched,
+            vec![("/search".to_owned(), DynamicBatching::new(SEARCH_BATCH))]
+        );
 
         let reg = crate::executors::builtin_registry();
         let f = reg.get("ExactNNIndexer").expect("registered");

@@ -5,7 +5,7 @@
 //! - `Echo`: returns the docs it gets.
 //! - `ExactNNIndexer`: exact nearest-neighbour search (`/index`, `/search`, `/count`, `/clear`),
 //!   the seed's `ExactNNSearch`; `uses_with: {dim, metric, limit, threads}` (threads: a
-//!   search's own, default one per core).
+//!   search's own, default one per core); `/search` is served in batches of queued queries.
 //! - `MatchMerger`: merges sharded search results, keeping the best `top_k` matches by score.
 //! - `SlowFast`: the seed's bottleneck demo, `/slow` sleeps, `/fast` returns at once.
 
@@ -20,7 +20,9 @@ use flotilla_actors::executor::{Executor, FnFactory, NoArgs, Requests, SharedFac
 use flotilla_actors::registry::Registry;
 
 pub use echo::Echo;
-pub use exact_nn::{ExactNNConfig, ExactNNIndexer, Metric, default_threads, normalise_into};
+pub use exact_nn::{
+    ExactNNConfig, ExactNNIndexer, Metric, SEARCH_BATCH, default_threads, normalise_into,
+};
 pub use match_merger::MatchMerger;
 pub use slow_fast::SlowFast;
 
