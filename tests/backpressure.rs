@@ -91,3 +91,108 @@ async fn try_call_is_refused_with_busy_when_full() {
             .is_ok()
     );
 }
+
+/// Remembers the docs written to it; `/write` (a write endpoint) sleeps `ms` first.
+struct Ledger {
+    ids: Vec<String>,
+}
+
+impl flotilla::actors::prelude::Executor for Ledger {
+    fn requests(r: &mut flotilla::actors::prelude::Requests<Self>) {
+        use flotilla::actors::prelude::{Context, Request as Req};
+        r.on("/write", |l: &mut Ledger, req: &mut Req, _: &Context| {
+            let ms = req.parameter("ms").and_then(|v| v.as_u64()).unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(ms));
+            l.ids.extend(req.docs.iter().map(|d| d.id().to_owned()));
+        })
+        .write();
+        r.on(
+            "/count",
+            |l: &mut Ledger, _: &mut Req, _: &Context| serde_json::json!({ "count": l.ids.len() }),
+        );
+    }
+}
+
+/// A stateful shard's writes go through the Raft log however they are called, and take room
+/// in the shard like any request: `try_call` of a write is logged (every replica applies it)
+/// and is refused with `Busy` while the shard is full; `call` waits instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_writes_take_room_in_the_shard_and_are_logged_however_called() {
+    let ws = tempfile::tempdir().unwrap();
+    let dep = Deployment::new()
+        .name("ledger")
+        .uses_factory(
+            "Ledger",
+            flotilla::actors::executor::factory(|_| Ok(Ledger { ids: Vec::new() })),
+        )
+        .replicas(3)
+        .stateful(true)
+        .workspace(ws.path())
+        .queue_size(0)
+        .start()
+        .unwrap();
+    let dep = Arc::new(dep);
+    let shard = || &dep.kernel().routers()[0].shards()[0];
+    assert_eq!(shard().dispatch().capacity(), 3);
+    let write = |id: &str, ms: u64| {
+        let mut params = Params::new();
+        params.insert("ms".into(), serde_json::json!(ms));
+        Request::new("/write", DocList::from(Doc::with_id(id))).with_parameters(params)
+    };
+    within(60, shard().try_call(write("first", 0)))
+        .await
+        .expect("room: accepted");
+    let count = |i: usize| {
+        let dep = dep.clone();
+        async move {
+            let shard = &dep.kernel().routers()[0].shards()[0];
+            shard.raft().unwrap().settle().await;
+            let r = shard
+                .call_replica(i, Request::new("/count", DocList::new()))
+                .await
+                .unwrap();
+            r.results.values().next().unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(
+            within(30, count(i)).await,
+            1,
+            "replica {i} applied the write"
+        );
+    }
+    // Three slow writes fill the shard; a fourth is Busy, or waits its turn when called.
+    let held: Vec<_> = (0..3)
+        .map(|i| {
+            let dep = dep.clone();
+            let req = write(&format!("held{i}"), 150);
+            tokio::spawn(async move { dep.kernel().routers()[0].shards()[0].call(req).await })
+        })
+        .collect();
+    within(30, async {
+        while shard().dispatch().in_flight() < 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let refused = shard().try_call(write("refused", 0)).await;
+    assert!(
+        matches!(refused, Err(DispatchError::Busy { capacity: 3, .. })),
+        "{refused:?}"
+    );
+    let waited = within(60, shard().call(write("waited", 0))).await;
+    assert!(waited.is_ok(), "{waited:?}");
+    for h in held {
+        within(60, h).await.unwrap().expect("a held write");
+    }
+    assert_eq!(shard().dispatch().in_flight(), 0);
+    for i in 0..3 {
+        assert_eq!(
+            within(30, count(i)).await,
+            5,
+            "replica {i}: first, three held, waited; never the refused one"
+        );
+    }
+}

@@ -474,7 +474,9 @@ async fn exactnn_answers_queued_searches_as_it_answers_lone_ones() {
         assert_eq!(got.len(), 5, "query {q} gets its own 5 matches");
         let alone = within(30, batched.post("/search", query(q))).await.unwrap();
         assert_eq!(got, matches(&alone), "query {q}: batched vs alone");
-        let off = within(30, unbatched.post("/search", query(q))).await.unwrap();
+        let off = within(30, unbatched.post("/search", query(q)))
+            .await
+            .unwrap();
         assert_eq!(got, matches(&off), "query {q}: batched vs batching off");
     }
     batched.close();

@@ -232,15 +232,25 @@ impl Drop for Job {
 impl Job {
     /// Gives the job's room in the shard back and stops counting it in flight (once).
     fn release(&mut self) {
-        let Some(permit) = self.permit.take() else {
-            return;
-        };
-        // Uncount first, then free the room: a caller let in by the permit counts itself.
-        let before = self.dispatch.inflight.fetch_sub(1, Ordering::AcqRel);
-        drop(permit);
-        if before == 1 && self.dispatch.closing.load(Ordering::Acquire) {
-            let _guard = self.dispatch.lock();
-            self.dispatch.drained.notify_all();
+        if let Some(permit) = self.permit.take() {
+            self.dispatch.release(permit);
+        }
+    }
+}
+
+/// Room in a shard held by a request served outside its replica queue (a stateful shard's
+/// Raft write or linearizable read): it counts toward the shard's bound and in flight, so
+/// such requests wait (or are `Busy`) like any other and a closing shard waits for them,
+/// until this is dropped.
+pub struct Admission {
+    dispatch: Arc<Dispatch>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.dispatch.release(permit);
         }
     }
 }
@@ -312,34 +322,81 @@ impl Dispatch {
 
     /// Serves `request` on an idle replica, waiting for room when the shard is saturated.
     pub async fn call(self: &Arc<Self>, request: Request) -> Result<Request, DispatchError> {
-        let permit =
-            self.permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| DispatchError::Closed {
-                    shard: self.name.clone(),
-                })?;
+        let permit = self.permit().await?;
         self.call_with(permit, request).await
     }
 
     /// Serves `request`, or fails at once with [`DispatchError::Busy`] when the shard is saturated.
     pub async fn try_call(self: &Arc<Self>, request: Request) -> Result<Request, DispatchError> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(TryAcquireError::NoPermits) => {
-                return Err(DispatchError::Busy {
+        let permit = self.try_permit()?;
+        self.call_with(permit, request).await
+    }
+
+    /// Room for a request served outside the replica queue, waiting for it when the shard is
+    /// saturated.
+    pub async fn admit(self: &Arc<Self>) -> Result<Admission, DispatchError> {
+        let permit = self.permit().await?;
+        self.admission(permit)
+    }
+
+    /// Room for a request served outside the replica queue, or [`DispatchError::Busy`] at once.
+    pub fn try_admit(self: &Arc<Self>) -> Result<Admission, DispatchError> {
+        let permit = self.try_permit()?;
+        self.admission(permit)
+    }
+
+    fn admission(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Admission, DispatchError> {
+        let st = self.lock();
+        if st.closed {
+            return Err(DispatchError::Closed {
+                shard: self.name.clone(),
+            });
+        }
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        drop(st);
+        Ok(Admission {
+            dispatch: self.clone(),
+            permit: Some(permit),
+        })
+    }
+
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, DispatchError> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DispatchError::Closed {
+                shard: self.name.clone(),
+            })
+    }
+
+    fn try_permit(&self) -> Result<OwnedSemaphorePermit, DispatchError> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|e| match e {
+                TryAcquireError::NoPermits => DispatchError::Busy {
                     shard: self.name.clone(),
                     capacity: self.capacity(),
-                });
-            }
-            Err(TryAcquireError::Closed) => {
-                return Err(DispatchError::Closed {
+                },
+                TryAcquireError::Closed => DispatchError::Closed {
                     shard: self.name.clone(),
-                });
-            }
-        };
-        self.call_with(permit, request).await
+                },
+            })
+    }
+
+    /// Gives a request's room back and stops counting it in flight.
+    fn release(&self, permit: OwnedSemaphorePermit) {
+        // Uncount first, then free the room: a caller let in by the permit counts itself.
+        let before = self.inflight.fetch_sub(1, Ordering::AcqRel);
+        drop(permit);
+        if before == 1 && self.closing.load(Ordering::Acquire) {
+            let _guard = self.lock();
+            self.drained.notify_all();
+        }
     }
 
     async fn call_with(

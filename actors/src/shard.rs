@@ -176,19 +176,41 @@ impl Shard {
     /// Serves a request on an idle replica (waiting for room when the shard is saturated). In a
     /// stateful shard a write goes through the Raft log, a linearizable read to the leader, and
     /// any other read to any replica once every replica has applied the writes acknowledged
-    /// before it (reads never miss an acknowledged write, whichever replica serves them).
+    /// before it (reads never miss an acknowledged write, whichever replica serves them). Writes
+    /// and linearizable reads take room in the shard like any request, so the shard's bound
+    /// holds for them too.
     pub async fn call(&self, req: Request) -> Result<Request, DispatchError> {
+        self.serve(req, false).await
+    }
+
+    /// [`Shard::call`], but failing at once with `Busy` when the shard is saturated.
+    pub async fn try_call(&self, req: Request) -> Result<Request, DispatchError> {
+        self.serve(req, true).await
+    }
+
+    async fn serve(&self, req: Request, or_busy: bool) -> Result<Request, DispatchError> {
         if let Some(g) = &self.raft {
-            if g.is_write(&req.endpoint) {
-                return g.write(req).await;
-            }
-            if g.is_linearizable(&req.endpoint) {
-                return g.read(req).await;
+            let logged = g.is_write(&req.endpoint);
+            if logged || g.is_linearizable(&req.endpoint) {
+                let room = if or_busy {
+                    self.dispatch.try_admit()?
+                } else {
+                    self.dispatch.admit().await?
+                };
+                return if logged {
+                    g.write(req, room).await
+                } else {
+                    g.read(req, room).await
+                };
             }
             // Any replica may serve a read: it waits until all have every acknowledged write.
             g.settle().await;
         }
-        self.dispatch.call(req).await
+        if or_busy {
+            self.dispatch.try_call(req).await
+        } else {
+            self.dispatch.call(req).await
+        }
     }
 
     /// Serves a request on local replica `i` itself, bypassing dispatch (to ask each replica
@@ -254,11 +276,6 @@ impl Shard {
                 replica: name,
                 error,
             })
-    }
-
-    /// Serves a request, or fails at once with `Busy` when the shard is saturated.
-    pub async fn try_call(&self, req: Request) -> Result<Request, DispatchError> {
-        self.dispatch.try_call(req).await
     }
 
     /// The shard's dispatch table.

@@ -29,7 +29,7 @@ use super::settings::RaftSettings;
 use super::state_machine::StateMachine;
 use super::transport::{Cluster, Rpc};
 use super::types::{Applied, NodeId, Write};
-use crate::dispatch::DispatchError;
+use crate::dispatch::{Admission, DispatchError};
 use crate::replica::{Apply, ReplicaActor, Snapshot as TakeSnapshot};
 use crate::request::Request;
 
@@ -732,7 +732,11 @@ impl RaftGroup {
     /// Logs a write and answers with the leader's result once it is committed and applied.
     /// A write is retried on the new leader when leadership changes under it; it is applied
     /// once whatever happens to the first attempt.
-    pub async fn write(self: &Arc<Self>, req: Request) -> Result<Request, DispatchError> {
+    pub async fn write(
+        self: &Arc<Self>,
+        req: Request,
+        room: Admission,
+    ) -> Result<Request, DispatchError> {
         let me = self.clone();
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         if self.closing.load(Ordering::Acquire) {
@@ -740,7 +744,12 @@ impl RaftGroup {
             return Err(self.closed());
         }
         let joined = runtime()
-            .spawn(async move { me.write_on_runtime(req).await })
+            .spawn(async move {
+                // The shard's room is given back when the write is done, here, whether or not
+                // its caller still waits.
+                let _room = room;
+                me.write_on_runtime(req).await
+            })
             .await;
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         joined.unwrap_or_else(|_| Err(self.closed()))
@@ -936,10 +945,15 @@ impl RaftGroup {
 
     /// A linearizable read: the leader confirms it still leads (read index), waits until it has
     /// applied up to that point, and its replica serves the request.
-    pub async fn read(self: &Arc<Self>, req: Request) -> Result<Request, DispatchError> {
+    pub async fn read(
+        self: &Arc<Self>,
+        req: Request,
+        room: Admission,
+    ) -> Result<Request, DispatchError> {
         let me = self.clone();
         let joined = runtime()
             .spawn(async move {
+                let _room = room;
                 let deadline = Instant::now() + me.patience;
                 loop {
                     let (id, leader) = me.wait_leader().await.map_err(GroupError::unavailable)?;
