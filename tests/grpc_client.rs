@@ -501,7 +501,7 @@ async fn an_executor_error_is_a_typed_bad_server_error() {
     };
     assert_eq!(e.name, "ValueError");
     assert_eq!(e.message, "bad doc d0001");
-    assert_eq!(e.executor, "probe");
+    assert_eq!(e.executor, "Probe", "the Executor's class, as Jina says");
     assert_eq!(e.request_id.len(), 32);
     assert!(e.to_string().contains("ValueError: bad doc d0001"), "{e}");
 

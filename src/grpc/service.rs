@@ -151,7 +151,7 @@ async fn run_one(
     }
     inner.as_served(&mut req);
     let result = flow(&inner).call(req).await;
-    finish(header.clone(), result).map_err(|status| Failed { header, status })
+    finish(&inner, header.clone(), result).map_err(|status| Failed { header, status })
 }
 
 /// A request that failed at the transport level, with the header that names it.
@@ -161,12 +161,13 @@ struct Failed {
 }
 
 fn finish(
+    inner: &Inner,
     header: Option<HeaderProto>,
     result: Result<KRequest, flotilla_actors::dispatch::DispatchError>,
 ) -> Result<DataRequestProto, Status> {
     match result {
         Ok(r) => Ok(codec::request_to_proto(&r)),
-        Err(e) => match failure(&e) {
+        Err(e) => match failure(&e, inner.running.graph()) {
             Failure::InResponse(status) => Ok(error_reply(header, status)),
             Failure::Transport(s) => Err(s),
         },
@@ -325,7 +326,8 @@ impl jina_data_request_rpc_server::JinaDataRequestRpc for JinaService {
             req.endpoint = e.into();
         }
         self.inner.as_served(&mut req);
-        finish(header, flow(&self.inner).call(req).await).map(Response::new)
+        let result = flow(&self.inner).call(req).await;
+        finish(&self.inner, header, result).map(Response::new)
     }
 }
 
@@ -354,7 +356,7 @@ impl jina_gateway_dry_run_rpc_server::JinaGatewayDryRunRpc for JinaService {
         );
         let status = match flow(&self.inner).call(req).await {
             Ok(_) => StatusProto::default(),
-            Err(e) => match failure(&e) {
+            Err(e) => match failure(&e, self.inner.running.graph()) {
                 Failure::InResponse(s) => s,
                 Failure::Transport(s) => as_response_status(&s),
             },

@@ -6,6 +6,7 @@
 //! replica that cannot be reached is a gRPC status instead, as in Jina.
 
 use flotilla_actors::dispatch::DispatchError;
+use flotilla_actors::graph::Graph;
 use tonic::{Code, Status};
 
 use super::pb::jina::{StatusProto, status_proto};
@@ -30,22 +31,44 @@ pub enum Failure {
     Transport(Status),
 }
 
-/// The Deployment a replica name (`indexer/rep-0`, `indexer/shard-1/rep-0`) belongs to.
-fn deployment_of(replica: &str) -> &str {
-    replica.split('/').next().unwrap_or(replica)
+/// What Jina's `ExceptionProto.executor` says for an error of `replica`: the class of the
+/// Executor that raised it (Jina sends `executor.__class__.__name__`), here the name it was
+/// registered under (`uses`). `indexer/rep-0` and `indexer/shard-1/rep-0` are the node's
+/// Executor, `indexer/uses_before/rep-0` its `uses_before`. A replica the graph does not run
+/// itself (a remote one, named by its address) is named as it is.
+pub fn executor_class<'a>(graph: &'a Graph, replica: &'a str) -> &'a str {
+    let mut parts = replica.split('/');
+    let node = parts.next().unwrap_or(replica);
+    let Some(d) = graph
+        .nodes
+        .iter()
+        .map(|n| &n.deployment)
+        .find(|d| &*d.name == node)
+    else {
+        return node;
+    };
+    let spec = match parts.next() {
+        Some("uses_before") => d.uses_before.as_ref(),
+        Some("uses_after") => d.uses_after.as_ref(),
+        _ if d.remote.is_some() => None,
+        _ => Some(&d.executor),
+    };
+    spec.map_or(node, |e| e.uses.as_str())
 }
 
-/// Maps a request's failure onto Jina's error model.
-pub fn failure(e: &DispatchError) -> Failure {
+/// Maps a request's failure onto Jina's error model; `graph` names the failing Executor.
+pub fn failure(e: &DispatchError, graph: &Graph) -> Failure {
     match e {
         DispatchError::Executor { replica, error } => Failure::InResponse(executor_status(
             &error.name,
             &error.message,
-            deployment_of(replica),
+            executor_class(graph, replica),
         )),
-        DispatchError::Panicked { replica, message } => {
-            Failure::InResponse(executor_status("Panic", message, deployment_of(replica)))
-        }
+        DispatchError::Panicked { replica, message } => Failure::InResponse(executor_status(
+            "Panic",
+            message,
+            executor_class(graph, replica),
+        )),
         DispatchError::Busy { .. } => Failure::Transport(Status::resource_exhausted(e.to_string())),
         DispatchError::Closed { .. }
         | DispatchError::NoReplica { .. }
@@ -68,4 +91,39 @@ pub fn as_response_status(s: &Status) -> StatusProto {
         _ => "RuntimeError",
     };
     executor_status(name, s.message(), "gateway")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Exec, Flow};
+
+    #[test]
+    fn an_error_names_the_class_of_the_executor_that_raised_it() {
+        let graph = Flow::new()
+            .add(
+                Exec::new()
+                    .name("idx")
+                    .uses("ExactNNIndexer")
+                    .uses_with(serde_json::json!({"dim": 4}))
+                    .shards(2)
+                    .uses_before("Echo")
+                    .uses_after("MatchMerger"),
+            )
+            .add(
+                Exec::new()
+                    .name("far")
+                    .external_at(vec!["127.0.0.1:1".into()]),
+            )
+            .graph()
+            .expect("a valid Flow");
+        let class = |replica| executor_class(&graph, replica);
+        assert_eq!(class("idx/rep-0"), "ExactNNIndexer");
+        assert_eq!(class("idx/shard-1/rep-0"), "ExactNNIndexer");
+        assert_eq!(class("idx/uses_before/rep-0"), "Echo");
+        assert_eq!(class("idx/uses_after/rep-0"), "MatchMerger");
+        // Not run here: named as they are.
+        assert_eq!(class("far/rep-0"), "far");
+        assert_eq!(class("127.0.0.1:1"), "127.0.0.1:1");
+    }
 }
