@@ -737,21 +737,20 @@ impl RaftGroup {
         req: Request,
         room: Admission,
     ) -> Result<Request, DispatchError> {
-        let me = self.clone();
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let counted = InFlight::enter(self.clone());
         if self.closing.load(Ordering::Acquire) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(self.closed());
         }
+        let me = self.clone();
         let joined = runtime()
             .spawn(async move {
-                // The shard's room is given back when the write is done, here, whether or not
-                // its caller still waits.
+                // The write counts as under way, and holds its room in the shard, until it is
+                // done here, whether or not its caller still waits for it.
+                let _counted = counted;
                 let _room = room;
                 me.write_on_runtime(req).await
             })
             .await;
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         joined.unwrap_or_else(|_| Err(self.closed()))
     }
 
@@ -1132,4 +1131,21 @@ fn token_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     (nanos ^ (u64::from(std::process::id()) << 48)) | 1
+}
+
+/// A write under way, counted in its group's `in_flight` (which [`RaftGroup::shutdown`] waits
+/// for) until dropped, wherever that happens.
+struct InFlight(Arc<RaftGroup>);
+
+impl InFlight {
+    fn enter(group: Arc<RaftGroup>) -> Self {
+        group.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(group)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
