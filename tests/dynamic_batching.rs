@@ -410,8 +410,8 @@ fn the_executor_flag_is_checked_before_anything_starts() {
 }
 
 /// The built-in `ExactNNIndexer` declares `/search` batched: queries that queue behind a search
-/// share a pass over the matrix, and each gets the matches it gets alone (and with batching
-/// turned off), scores included.
+/// are searched together (fewer handler calls than queries), and each gets the matches it gets
+/// alone and with batching turned off, scores included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactnn_answers_queued_searches_as_it_answers_lone_ones() {
     let dim = 8;
@@ -420,17 +420,19 @@ async fn exactnn_answers_queued_searches_as_it_answers_lone_ones() {
             .map(|j| (((i * 31 + j * 7) % 97) as f32 / 97.0) - 0.4)
             .collect()
     };
-    let start = |batch: usize| {
+    let searches = search_log();
+    let base = |name: &str| {
         Deployment::new()
-            .name("idx")
+            .name(name)
             .uses("ExactNNIndexer")
             .uses_with(serde_json::json!({"dim": dim, "limit": 5}))
-            .dynamic_batching("/search", batch)
-            .start()
-            .unwrap()
     };
-    let batched = start(16);
-    let unbatched = start(1);
+    // As shipped, and with batching turned off.
+    let batched = base("nn-shipped").start().unwrap();
+    let unbatched = base("nn-unbatched")
+        .dynamic_batching("/search", 1)
+        .start()
+        .unwrap();
     for dep in [&batched, &unbatched] {
         let docs: DocList = (0..3_000)
             .map(|i| {
@@ -468,6 +470,12 @@ async fn exactnn_answers_queued_searches_as_it_answers_lone_ones() {
     let burst = futures::future::join_all((0..48).map(|q| batched.post("/search", query(q))));
     let (held, answers) = within(120, futures::future::join(hold, burst)).await;
     held.unwrap();
+    // The 48 queued queries were searched in batches: fewer handler calls than queries.
+    let calls = searches("nn-shipped/rep-0");
+    assert!(
+        (3..48).contains(&calls),
+        "48 queued queries took {calls} /search calls"
+    );
     within(120, unbatched.post("/index", more)).await.unwrap();
     for (q, answer) in answers.into_iter().enumerate() {
         let got = matches(&answer.expect("every query is answered"));
@@ -481,4 +489,41 @@ async fn exactnn_answers_queued_searches_as_it_answers_lone_ones() {
     }
     batched.close();
     unbatched.close();
+}
+
+/// Counts, from the log, the `/search` handler calls of a replica (`ExactNNIndexer` logs
+/// "Searching Document …" once per call, inside the replica's span). Installs a process-wide
+/// log subscriber writing into memory.
+fn search_log() -> impl Fn(&str) -> usize {
+    use std::io::Write;
+    static LOG: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = LOG
+        .get_or_init(|| {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let sink = Sink(buf.clone());
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .try_init()
+                .expect("no other log subscriber in this test binary");
+            buf
+        })
+        .clone();
+    move |replica: &str| {
+        let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|l| l.contains(replica) && l.contains("Searching Document"))
+            .count()
+    }
 }
