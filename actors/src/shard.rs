@@ -183,7 +183,9 @@ impl Shard {
         self.serve(req, false).await
     }
 
-    /// [`Shard::call`], but failing at once with `Busy` when the shard is saturated.
+    /// [`Shard::call`], but failing with `Busy` instead of waiting for room when the shard is
+    /// saturated. (A plain read of a stateful shard still waits first for every replica to have
+    /// the acknowledged writes.)
     pub async fn try_call(&self, req: Request) -> Result<Request, DispatchError> {
         self.serve(req, true).await
     }

@@ -34,26 +34,26 @@ pub enum Failure {
 /// What Jina's `ExceptionProto.executor` says for an error of `replica`: the class of the
 /// Executor that raised it (Jina sends `executor.__class__.__name__`), here the name it was
 /// registered under (`uses`). `indexer/rep-0` and `indexer/shard-1/rep-0` are the node's
-/// Executor, `indexer/uses_before/rep-0` its `uses_before`. A replica the graph does not run
-/// itself (a remote one, named by its address) is named as it is.
+/// Executor, `indexer/uses_before/rep-0` its `uses_before` (the longest node name that prefixes
+/// the replica's wins, as node names may hold `/`). A replica the graph does not run itself (a
+/// remote one, named by its address) is named as it is.
 pub fn executor_class<'a>(graph: &'a Graph, replica: &'a str) -> &'a str {
-    let mut parts = replica.split('/');
-    let node = parts.next().unwrap_or(replica);
-    let Some(d) = graph
+    let found = graph
         .nodes
         .iter()
         .map(|n| &n.deployment)
-        .find(|d| &*d.name == node)
-    else {
-        return node;
+        .filter_map(|d| Some((d, replica.strip_prefix(&*d.name)?.strip_prefix('/')?)))
+        .max_by_key(|(d, _)| d.name.len());
+    let Some((d, rest)) = found else {
+        return replica;
     };
-    let spec = match parts.next() {
+    let spec = match rest.split('/').next() {
         Some("uses_before") => d.uses_before.as_ref(),
         Some("uses_after") => d.uses_after.as_ref(),
         _ if d.remote.is_some() => None,
         _ => Some(&d.executor),
     };
-    spec.map_or(node, |e| e.uses.as_str())
+    spec.map_or(replica, |e| e.uses.as_str())
 }
 
 /// Maps a request's failure onto Jina's error model; `graph` names the failing Executor.
@@ -115,6 +115,7 @@ mod tests {
                     .name("far")
                     .external_at(vec!["127.0.0.1:1".into()]),
             )
+            .add(Exec::new().name("idx/echo").uses("Echo"))
             .graph()
             .expect("a valid Flow");
         let class = |replica| executor_class(&graph, replica);
@@ -122,8 +123,10 @@ mod tests {
         assert_eq!(class("idx/shard-1/rep-0"), "ExactNNIndexer");
         assert_eq!(class("idx/uses_before/rep-0"), "Echo");
         assert_eq!(class("idx/uses_after/rep-0"), "MatchMerger");
+        // A node whose name holds `/`: the longest name wins.
+        assert_eq!(class("idx/echo/rep-0"), "Echo");
         // Not run here: named as they are.
-        assert_eq!(class("far/rep-0"), "far");
+        assert_eq!(class("far/rep-0"), "far/rep-0");
         assert_eq!(class("127.0.0.1:1"), "127.0.0.1:1");
     }
 }
