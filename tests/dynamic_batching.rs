@@ -527,3 +527,73 @@ fn search_log() -> impl Fn(&str) -> usize {
             .count()
     }
 }
+
+/// A failed batch of `ExactNNIndexer` searches is searched again request by request: only the
+/// query at fault fails, the others batched with it get their matches (also when a Deployment
+/// overrides the batch size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_query_fails_alone_not_the_searches_batched_with_it() {
+    let dim = 4;
+    let row = |i: usize| -> Vec<f32> {
+        (0..dim)
+            .map(|j| ((i * 7 + j * 3) % 11) as f32 - 5.0)
+            .collect()
+    };
+    let doc = |i: usize| {
+        let mut d = Doc::with_id(format!("d{i}"));
+        d.set_embedding(NdArray::from_f32(row(i)));
+        d
+    };
+    for dep in [
+        Deployment::new().name("nn-alone"),
+        Deployment::new()
+            .name("nn-alone-4")
+            .dynamic_batching("/search", 4),
+    ] {
+        let dep = dep
+            .uses("ExactNNIndexer")
+            .uses_with(serde_json::json!({"dim": dim, "limit": 3}))
+            .start()
+            .unwrap();
+        within(
+            60,
+            dep.post("/index", (0..500).map(doc).collect::<DocList>()),
+        )
+        .await
+        .unwrap();
+        // Behind a large /index, nine searches queue; the fifth has no embedding.
+        let hold = dep.post("/index", (500..40_000).map(doc).collect::<DocList>());
+        let burst = futures::future::join_all((0..9).map(|q| {
+            let query = if q == 4 {
+                Doc::with_id("no-embedding")
+            } else {
+                doc(q * 37)
+            };
+            dep.post("/search", query)
+        }));
+        let (held, answers) = within(120, futures::future::join(hold, burst)).await;
+        held.unwrap();
+        for (q, answer) in answers.into_iter().enumerate() {
+            if q == 4 {
+                let err = answer
+                    .expect_err("the query without an embedding fails")
+                    .to_string();
+                assert!(err.contains("no-embedding"), "{err}");
+                continue;
+            }
+            let got = answer.unwrap_or_else(|e| panic!("query {q} fails with the bad one: {e}"));
+            let alone = within(30, dep.post("/search", doc(q * 37))).await.unwrap();
+            let ids = |docs: &DocList| -> Vec<String> {
+                docs[0]
+                    .matches()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| m.id().to_owned())
+                    .collect()
+            };
+            assert_eq!(ids(&got).len(), 3, "query {q}");
+            assert_eq!(ids(&got), ids(&alone), "query {q}");
+        }
+        dep.close();
+    }
+}

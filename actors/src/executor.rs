@@ -262,13 +262,20 @@ pub struct EndpointInfo {
 ///
 /// The handler must return as many docs as it got (or edit them in place), in order: a batch
 /// whose output has another length fails every request in it, as in Jina. A handler error
-/// fails every request of the batch.
+/// fails every request of the batch, as in Jina, unless the endpoint is declared
+/// [`DynamicBatching::alone_on_error`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DynamicBatching {
     /// The most docs a batch takes (`None`: every compatible queued request).
     pub preferred_batch_size: Option<usize>,
     /// Jina's `timeout`, in milliseconds (default 10,000).
     pub timeout_ms: u64,
+    /// When the handler fails on a batch of several requests, serve each request of it alone,
+    /// so that only the requests that fail on their own fail (flotilla's, not Jina's). For
+    /// handlers that leave their docs untouched when they fail (they check everything first),
+    /// of a sync endpoint: each request is then served exactly as if it had come alone. Kept
+    /// when a Deployment's `uses_dynamic_batching` overrides the batch size.
+    pub alone_on_error: bool,
 }
 
 impl DynamicBatching {
@@ -277,7 +284,15 @@ impl DynamicBatching {
         DynamicBatching {
             preferred_batch_size: Some(preferred_batch_size.max(1)),
             timeout_ms: 10_000,
+            alone_on_error: false,
         }
+    }
+
+    /// The same, serving each request of a failed batch alone (see
+    /// [`DynamicBatching::alone_on_error`]).
+    pub fn alone_on_error(mut self) -> Self {
+        self.alone_on_error = true;
+        self
     }
 
     /// The most docs one batch takes.

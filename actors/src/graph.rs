@@ -231,7 +231,17 @@ impl DeploymentSpec {
     /// `uses_dynamic_batching`.
     pub fn batching_table(&self) -> Arc<BTreeMap<String, DynamicBatching>> {
         let mut table = declared_batching(&self.executor);
-        table.extend(self.batching.iter().map(|(k, v)| (k.clone(), *v)));
+        for (endpoint, b) in &self.batching {
+            // An override sets the sizes; how the handler fails is the Executor's to declare.
+            let alone = table.get(endpoint).is_some_and(|d| d.alone_on_error);
+            table.insert(
+                endpoint.clone(),
+                DynamicBatching {
+                    alone_on_error: b.alone_on_error || alone,
+                    ..*b
+                },
+            );
+        }
         Arc::new(table)
     }
 

@@ -251,6 +251,11 @@ impl ReplicaActor {
     /// The most docs a batch of `req`'s endpoint takes, when it is served in batches (a
     /// multi-part request is not, as in Jina).
     fn batch_size(&self, req: &Request) -> Option<usize> {
+        self.batching_of(req).map(|b| b.max_docs())
+    }
+
+    /// How `req`'s endpoint is batched, if it is (a multi-part request never is).
+    fn batching_of(&self, req: &Request) -> Option<&DynamicBatching> {
         if self.batching.is_empty() || !req.docs_matrix.is_empty() {
             return None;
         }
@@ -259,11 +264,31 @@ impl ReplicaActor {
             Route::Sync(h) | Route::Async(h) => h,
             Route::PassThrough => return None,
         };
-        let b = self
-            .batching
+        self.batching
             .get(&*req.endpoint)
-            .or_else(|| self.batching.get(exec.endpoint_of(handler)))?;
-        Some(b.max_docs())
+            .or_else(|| self.batching.get(exec.endpoint_of(handler)))
+    }
+
+    /// Serves each request of a batch that failed alone (the endpoint is declared
+    /// [`DynamicBatching::alone_on_error`]): its docs, untouched by the failed call, go back to
+    /// their requests. Returns what [`Self::run`] returns.
+    fn alone(
+        &mut self,
+        mut merged: Request,
+        parts: Vec<(Job, Request, usize)>,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let mut docs = std::mem::take(&mut merged.docs).into_vec().into_iter();
+        for (job, req, n) in parts {
+            // A batch of one, so that the endpoint's rules on batched output still hold.
+            let one = req.with_docs(docs.by_ref().take(n).collect());
+            // A replica that stops here leaves the remaining jobs to be dropped, which puts
+            // them back in the queue.
+            if !self.run(one, Reply::Batch(vec![(job, req, n)]), ctx) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Runs one request. Returns true when it was answered synchronously and the replica goes on;
@@ -287,7 +312,16 @@ impl ReplicaActor {
                 let result = self.span.in_scope(|| {
                     std::panic::catch_unwind(AssertUnwindSafe(|| exec.call_sync(h, &mut req, ectx)))
                 });
-                self.finish(req, result.map_err(panic_message), reply, ctx)
+                match reply {
+                    Reply::Batch(parts)
+                        if parts.len() > 1
+                            && matches!(result, Ok(Err(_)))
+                            && self.batching_of(&req).is_some_and(|b| b.alone_on_error) =>
+                    {
+                        self.alone(req, parts, ctx)
+                    }
+                    reply => self.finish(req, result.map_err(panic_message), reply, ctx),
+                }
             }
             Route::Async(h) => {
                 self.run_async(h, req, reply, ctx);

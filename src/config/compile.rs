@@ -578,6 +578,7 @@ fn dynamic_batching(
         let mut b = DynamicBatching {
             preferred_batch_size: None,
             timeout_ms: 10_000,
+            alone_on_error: false,
         };
         let mut flush_all = false;
         let mut ok = true;

@@ -90,8 +90,9 @@ const BLOCK_PANELS: usize = 8;
 /// `@dynamic_batching(preferred_batch_size=16)`): queries queued behind a search, with equal
 /// parameters, are scored in one pass over the matrix instead of one pass each. A lone query is
 /// never held back for company (flotilla forms batches only from what already waits), so this
-/// costs nothing when the index is idle. As with any batched endpoint, a query that fails (no
-/// embedding, wrong dim) fails the queries batched with it; a Deployment's
+/// costs nothing when the index is idle. A batch that fails (a query without an embedding, or
+/// of the wrong dim) is searched again request by request, so only the requests at fault fail
+/// ([`DynamicBatching::alone_on_error`]). A Deployment's
 /// `uses_dynamic_batching: {/search: {preferred_batch_size: 1}}` turns batching off.
 pub const SEARCH_BATCH: usize = 16;
 
@@ -262,8 +263,10 @@ pub struct ExactNNIndexer {
 impl Executor for ExactNNIndexer {
     fn requests(r: &mut Requests<Self>) {
         r.on("/index", ExactNNIndexer::index).write();
+        // A search checks every query before it writes a match, so a failed batch leaves its
+        // docs untouched and each request can be searched alone.
         r.on("/search", ExactNNIndexer::search)
-            .dynamic_batching(DynamicBatching::new(SEARCH_BATCH));
+            .dynamic_batching(DynamicBatching::new(SEARCH_BATCH).alone_on_error());
         r.on("/count", ExactNNIndexer::count);
         r.on("/clear", ExactNNIndexer::clear).write();
     }
@@ -1818,7 +1821,10 @@ mod tests {
             .collect();
         assert_eq!(
             batched,
-            vec![("/search".to_owned(), DynamicBatching::new(SEARCH_BATCH))]
+            vec![(
+                "/search".to_owned(),
+                DynamicBatching::new(SEARCH_BATCH).alone_on_error()
+            )]
         );
 
         let reg = crate::executors::builtin_registry();
