@@ -15,6 +15,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 mod array_wire;
+pub mod le;
 
 /// A field name. The common names are `&'static str`, so building a doc allocates no names.
 pub type Name = Cow<'static, str>;

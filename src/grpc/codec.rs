@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use flotilla_actors::doc::le::{from_le_bytes, to_le_bytes};
 use prost::Message as _;
 use prost_types::value::Kind;
 
@@ -229,44 +230,6 @@ fn ndarray_to_node(a: &NdArray) -> NodeProto {
         })),
         docarray_type: Some(DocarrayType::Type(tag.to_owned())),
     }
-}
-
-/// Fixed-size numbers with a little-endian byte form.
-trait LeBytes: Copy {
-    const SIZE: usize;
-    fn write(self, out: &mut [u8]);
-    fn read(b: &[u8]) -> Self;
-}
-
-macro_rules! le_bytes {
-    ($($t:ty),*) => {$(
-        impl LeBytes for $t {
-            const SIZE: usize = std::mem::size_of::<$t>();
-            #[inline(always)]
-            fn write(self, out: &mut [u8]) {
-                out.copy_from_slice(&self.to_le_bytes());
-            }
-            #[inline(always)]
-            fn read(b: &[u8]) -> Self {
-                let mut a = [0u8; std::mem::size_of::<$t>()];
-                a.copy_from_slice(b);
-                <$t>::from_le_bytes(a)
-            }
-        }
-    )*};
-}
-le_bytes!(f32, f64, i32, i64);
-
-fn to_le_bytes<T: LeBytes>(v: &[T]) -> Vec<u8> {
-    let mut out = vec![0u8; v.len() * T::SIZE];
-    for (chunk, &x) in out.chunks_exact_mut(T::SIZE).zip(v) {
-        x.write(chunk);
-    }
-    out
-}
-
-fn from_le_bytes<T: LeBytes>(b: &[u8]) -> Vec<T> {
-    b.chunks_exact(T::SIZE).map(T::read).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

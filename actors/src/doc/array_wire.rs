@@ -21,41 +21,14 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use super::ArrayData;
-
-/// A number kept as its little-endian bytes.
-trait LeNumber: Copy {
-    const SIZE: usize;
-    fn put(self, out: &mut Vec<u8>);
-    fn take(bytes: &[u8]) -> Self;
-}
-
-macro_rules! le_number {
-    ($($t:ty),*) => {$(
-        impl LeNumber for $t {
-            const SIZE: usize = std::mem::size_of::<$t>();
-            fn put(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
-            }
-            fn take(bytes: &[u8]) -> Self {
-                let mut b = [0u8; std::mem::size_of::<$t>()];
-                b.copy_from_slice(bytes);
-                <$t>::from_le_bytes(b)
-            }
-        }
-    )*};
-}
-le_number!(f32, f64, i32, i64);
+use super::le::{LeNumber, from_le_bytes, to_le_bytes};
 
 /// Serializes numbers as one byte string.
 struct Le<'a, T>(&'a [T]);
 
 impl<T: LeNumber> Serialize for Le<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(self.0.len() * T::SIZE);
-        for &x in self.0 {
-            x.put(&mut bytes);
-        }
-        s.serialize_bytes(&bytes)
+        s.serialize_bytes(&to_le_bytes(self.0))
     }
 }
 
@@ -74,7 +47,7 @@ impl<'de, T: LeNumber> Deserialize<'de> for LeVec<T> {
                 if !b.len().is_multiple_of(T::SIZE) {
                     return Err(E::invalid_length(b.len(), &self));
                 }
-                Ok(LeVec(b.chunks_exact(T::SIZE).map(T::take).collect()))
+                Ok(LeVec(from_le_bytes(b)))
             }
         }
         d.deserialize_bytes(V(PhantomData))
