@@ -210,10 +210,8 @@ async fn vector_search_agrees_with_the_bare_loop_in_every_variant_and_mode() {
         );
     }
     // The limit of dynamic batching: the Executor given the same batches, no runtime.
-    let batched = bench::vector_search::direct_batched_variant(
-        vc.threads,
-        bench::vector_search::DYNAMIC_BATCH,
-    );
+    let batched =
+        bench::vector_search::direct_batched_variant(vc.threads, flotilla::executors::SEARCH_BATCH);
     assert_figure(&r, s, &batched, "no runtime", "search rate", n);
     assert_eq!(
         vc.variants.len(),

@@ -119,9 +119,6 @@ pub struct Variant {
     pub configure: fn(Deployment, &RunEnv) -> Deployment,
 }
 
-/// Queries per call of the direct runs that are the limit of a batched `/search`.
-pub const DYNAMIC_BATCH: usize = SEARCH_BATCH;
-
 /// `/search` one query per call: a batch stops at one doc (`preferred_batch_size: 1`).
 fn unbatched(d: Deployment, _: &RunEnv) -> Deployment {
     d.dynamic_batching("/search", 1)
@@ -256,7 +253,7 @@ pub fn direct_batched_variant(t: usize, b: usize) -> String {
 }
 
 /// The direct runs: each thread count one query per call, and every core with batches of
-/// [`DYNAMIC_BATCH`] queries. (threads, queries per call, variant name).
+/// [`SEARCH_BATCH`] queries. (threads, queries per call, variant name).
 fn direct_runs(thread_counts: &[usize], threads: usize) -> Vec<(usize, usize, String)> {
     let mut runs: Vec<_> = thread_counts
         .iter()
@@ -264,8 +261,8 @@ fn direct_runs(thread_counts: &[usize], threads: usize) -> Vec<(usize, usize, St
         .collect();
     runs.push((
         threads,
-        DYNAMIC_BATCH,
-        direct_batched_variant(threads, DYNAMIC_BATCH),
+        SEARCH_BATCH,
+        direct_batched_variant(threads, SEARCH_BATCH),
     ));
     runs
 }
@@ -711,7 +708,7 @@ fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
         Some((v, q)) => (v, Some(q)),
         None => (String::new(), None),
     };
-    let batched = direct_batched_variant(vc.threads, DYNAMIC_BATCH);
+    let batched = direct_batched_variant(vc.threads, SEARCH_BATCH);
     for variant in &vc.variants {
         // A batching variant scores queries together: its limit is the direct Executor given
         // the same batches.
