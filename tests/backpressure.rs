@@ -196,3 +196,41 @@ async fn stateful_writes_take_room_in_the_shard_and_are_logged_however_called() 
         );
     }
 }
+
+/// A write whose caller gives up (a client that hangs up) is still seen through by the Raft
+/// group, and the shard then closes: nothing is left counted as under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_shard_closes_after_a_write_whose_caller_gave_up() {
+    let ws = tempfile::tempdir().unwrap();
+    let dep = Deployment::new()
+        .name("ledger")
+        .uses_factory(
+            "Ledger",
+            flotilla::actors::executor::factory(|_| Ok(Ledger { ids: Vec::new() })),
+        )
+        .replicas(3)
+        .stateful(true)
+        .workspace(ws.path())
+        .start()
+        .unwrap();
+    let dep = Arc::new(dep);
+    let mut params = Params::new();
+    params.insert("ms".into(), serde_json::json!(300));
+    let req =
+        Request::new("/write", DocList::from(Doc::with_id("abandoned"))).with_parameters(params);
+    let d = dep.clone();
+    let caller = tokio::spawn(async move { d.call(req).await });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    caller.abort();
+    let _ = caller.await;
+    let dep = Arc::try_unwrap(dep).unwrap_or_else(|_| panic!("the Deployment is still shared"));
+    // Closed on a thread of its own, so that a close that never ends fails the test.
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        dep.close();
+        let _ = done.send(());
+    });
+    closed
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the shard closes: no write is left counted as under way");
+}
