@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! Every embedding lives in one contiguous allocation of f32s (`Vec<[f32; PANEL]>`), stored in
-//! *panels* of [`PANEL`] rows rather than row by row: panel `p` holds rows
+//! The embeddings are f32s stored in *panels* of [`PANEL`] rows rather than row by row, in
+//! segments of about 4 MiB that are never moved once allocated (see [`segments`]: a growing
+//! `Vec` would copy the whole matrix at every doubling). Panel `p` holds rows
 //! `p*PANEL .. p*PANEL+PANEL` as `dim` groups of `PANEL` floats (`[dim][PANEL]`; the lanes of a
 //! group are the same coordinate of `PANEL` consecutive rows), the last panel padded with zero
 //! rows. This is the packed operand of a GEMM kept permanently instead of re-packed per
@@ -48,6 +49,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 mod coarse;
+mod segments;
+
+use segments::Segments;
 
 /// Rows per panel: the vector width the kernels are written for (two SSE registers, one AVX
 /// register).
@@ -247,8 +251,9 @@ impl Strings {
 /// indexed doc are kept besides its embedding. See the module docs for the layout and promises.
 pub struct ExactNNIndexer {
     cfg: ExactNNConfig,
-    /// The embeddings in panels (see the module docs); `len.div_ceil(PANEL) * dim` groups.
-    panels: Vec<[f32; PANEL]>,
+    /// The embeddings in panels of `dim` groups (see the module docs), `len.div_ceil(PANEL)`
+    /// of them.
+    panels: Segments<[f32; PANEL]>,
     /// The same in int8, for the coarse pass of a lone query ([`coarse`]).
     coarse: coarse::Coarse,
     /// The largest norm of a stored row (infinite once a row is not finite): what bounds the
@@ -320,16 +325,22 @@ impl ExactNNIndexer {
                 "ExactNNIndexer needs dim >= 1 and threads >= 1",
             ));
         }
-        Ok(ExactNNIndexer {
-            coarse: coarse::Coarse::new(cfg.dim),
+        let per_segment = Segments::<()>::per_segment_for(cfg.dim * PANEL * 4);
+        Ok(Self::with_segments(cfg, per_segment))
+    }
+
+    /// An empty index whose storage holds `per_segment` panels to a segment.
+    fn with_segments(cfg: ExactNNConfig, per_segment: usize) -> Self {
+        ExactNNIndexer {
+            coarse: coarse::Coarse::new(cfg.dim, per_segment),
+            panels: Segments::new(cfg.dim, per_segment),
             cfg,
-            panels: Vec::new(),
             max_norm: 0.0,
             ids: Strings::default(),
             texts: Strings::default(),
             has_text: Vec::new(),
             len: 0,
-        })
+        }
     }
 
     /// The configuration.
@@ -358,11 +369,6 @@ impl ExactNNIndexer {
             .map(|d| self.vector_of(d, "indexed"))
             .collect::<Result<Vec<_>, _>>()?;
         let dim = self.cfg.dim;
-        let new_len = self.len + vectors.len();
-        let groups = new_len.div_ceil(PANEL) * dim;
-        self.panels
-            .reserve(groups.saturating_sub(self.panels.len()));
-        self.coarse.reserve(new_len.div_ceil(PANEL));
         let mut row = vec![0.0f32; dim];
         for (doc, v) in req.docs.iter().zip(&vectors) {
             let v: &[f32] = if self.cfg.metric == Metric::Cosine {
@@ -373,13 +379,10 @@ impl ExactNNIndexer {
             };
             let (panel, lane) = (self.len / PANEL, self.len % PANEL);
             if lane == 0 {
-                self.panels.resize(self.panels.len() + dim, [0.0; PANEL]);
+                self.panels.push([0.0; PANEL]);
                 self.coarse.add_panel();
             }
-            for (g, &x) in self.panels[panel * dim..(panel + 1) * dim]
-                .iter_mut()
-                .zip(v)
-            {
+            for (g, &x) in self.panels.panel_mut(panel).iter_mut().zip(v) {
                 g[lane] = x;
             }
             self.coarse.set_row(panel, lane, v);
@@ -442,17 +445,7 @@ impl ExactNNIndexer {
 
     fn clear(&mut self, _req: &mut Request, _ctx: &Context) {
         tracing::info!("Clearing index with {} documents indexed", self.len);
-        let cfg = self.cfg.clone();
-        *self = ExactNNIndexer {
-            coarse: coarse::Coarse::new(cfg.dim),
-            cfg,
-            panels: Vec::new(),
-            max_norm: 0.0,
-            ids: Strings::default(),
-            texts: Strings::default(),
-            has_text: Vec::new(),
-            len: 0,
-        };
+        *self = Self::with_segments(self.cfg.clone(), self.panels.per_segment());
     }
 
     /// The top-k of the request: parameter `limit`, else `top_k`, else the configured `limit`.
@@ -523,8 +516,8 @@ impl ExactNNIndexer {
     #[cfg(test)]
     fn row(&self, i: usize) -> Vec<f32> {
         let (panel, lane) = (i / PANEL, i % PANEL);
-        let dim = self.cfg.dim;
-        self.panels[panel * dim..(panel + 1) * dim]
+        self.panels
+            .panel(panel)
             .iter()
             .map(|g| g[lane])
             .collect()
@@ -555,7 +548,7 @@ impl ExactNNIndexer {
         let mut results = self.in_parts(nq, |first, rows, range| {
             scan(
                 self.cfg.metric,
-                &self.panels[range],
+                self.panels.run(range),
                 dim,
                 first,
                 rows,
@@ -576,27 +569,27 @@ impl ExactNNIndexer {
     /// through the coarse pass: the full scan's answer, reading a quarter of the bytes (see
     /// [`coarse`]).
     fn search_coarse(&self, query: &[f32], k: usize, cq: &coarse::Query) -> Vec<Cand> {
-        let dim = self.cfg.dim;
-        let passes = self.in_parts(1, |first, rows, range| {
-            let panels = range.start / dim..range.end / dim;
+        let passes = self.in_parts(1, |first, rows, panels| {
             self.coarse.scan(panels, first, rows, cq, k)
         });
         let candidates = coarse::Pass::candidates(passes, k, cq);
         coarse::rerank(&candidates, k, |i| {
             let (panel, lane) = (i / PANEL, i % PANEL);
             // The full scan's arithmetic for one row: a sequential sum in coordinate order.
-            self.panels[panel * dim..(panel + 1) * dim]
+            self.panels
+                .panel(panel)
                 .iter()
                 .zip(query)
                 .fold(0.0f32, |acc, (g, &q)| DotKernel::step(acc, q, g[lane]))
         })
     }
 
-    /// Runs `part(first row, rows, panel groups)` over the whole index, and returns its
-    /// results in index order. When `nq` queries make the work worth it, up to `threads - 1`
-    /// helper threads join in, one per core that no other search of this process is using,
-    /// and the index is cut into chunks that the threads take in turn: a thread the OS sets
-    /// aside (for the gRPC server, say) delays one chunk, not half the search.
+    /// Runs `part(first row, rows, panels)` over the whole index, and returns its results in
+    /// index order. When `nq` queries make the work worth it, up to `threads - 1` helper
+    /// threads join in, one per core that no other search of this process is using, and the
+    /// index is cut into chunks that the threads take in turn: a thread the OS sets aside (for
+    /// the gRPC server, say) delays one chunk, not half the search. Every call's panels lie in
+    /// one segment of the storage ([`Segments::run`]).
     fn in_parts<T: Send>(
         &self,
         nq: usize,
@@ -622,29 +615,32 @@ impl ExactNNIndexer {
         helpers: usize,
         part: impl Fn(usize, usize, std::ops::Range<usize>) -> T + Sync,
     ) -> Vec<T> {
-        let dim = self.cfg.dim;
         let panels = self.len.div_ceil(PANEL);
-        let range = |first: usize, last: usize| {
-            let rows = (last * PANEL).min(self.len).saturating_sub(first * PANEL);
-            (first * PANEL, rows, first * dim..last * dim)
+        let call = |r: std::ops::Range<usize>| {
+            let first = r.start * PANEL;
+            let rows = (r.end * PANEL).min(self.len).saturating_sub(first);
+            part(first, rows, r)
         };
         if helpers == 0 || panels < 2 {
-            let (first, rows, groups) = range(0, panels);
-            return vec![part(first, rows, groups)];
+            return self.panels.runs(0..panels).map(call).collect();
         }
         let chunks = ((helpers + 1) * CHUNKS_PER_THREAD).min(panels);
         let per = panels.div_ceil(chunks);
+        let pieces: Vec<_> = (0..chunks)
+            .flat_map(|c| {
+                let (start, end) = ((c * per).min(panels), ((c + 1) * per).min(panels));
+                self.panels.runs(start..end)
+            })
+            .collect();
         let next = AtomicUsize::new(0);
         let work = || {
             let mut done = Vec::new();
             loop {
                 let c = next.fetch_add(1, AtomicOrdering::Relaxed);
-                if c >= chunks {
+                let Some(piece) = pieces.get(c) else {
                     return done;
-                }
-                let (first, rows, groups) =
-                    range((c * per).min(panels), ((c + 1) * per).min(panels));
-                done.push((c, part(first, rows, groups)));
+                };
+                done.push((c, call(piece.clone())));
             }
         };
         let mut all = std::thread::scope(|s| {
@@ -687,7 +683,7 @@ impl ExactNNIndexer {
         for i in 0..self.len {
             let (panel, lane) = (i / PANEL, i % PANEL);
             bytes.clear();
-            for g in &self.panels[panel * dim..(panel + 1) * dim] {
+            for g in self.panels.panel(panel) {
                 bytes.extend_from_slice(&g[lane].to_le_bytes());
             }
             w.write_all(&bytes)?;
@@ -733,7 +729,7 @@ impl ExactNNIndexer {
             )));
         }
         let len = len as usize;
-        let mut out = ExactNNIndexer::new(self.cfg.clone())?;
+        let mut out = Self::with_segments(self.cfg.clone(), self.panels.per_segment());
         out.ids.ends.reserve_exact(len);
         out.texts.ends.reserve_exact(len);
         out.has_text.reserve_exact(len);
@@ -753,22 +749,23 @@ impl ExactNNIndexer {
                 out.has_text.push(true);
             }
         }
-        out.panels.resize(len.div_ceil(PANEL) * dim, [0.0; PANEL]);
         let mut bytes = vec![0u8; dim * 4];
         for i in 0..len {
             r.read(&mut bytes)?;
             let (panel, lane) = (i / PANEL, i % PANEL);
-            let groups = &mut out.panels[panel * dim..(panel + 1) * dim];
+            if lane == 0 {
+                out.panels.push([0.0; PANEL]);
+            }
+            let groups = out.panels.panel_mut(panel);
             for (g, b) in groups.iter_mut().zip(bytes.as_chunks::<4>().0) {
                 g[lane] = f32::from_le_bytes(*b);
             }
             out.max_norm = out.max_norm.max(norm_of(groups.iter().map(|g| g[lane])));
         }
-        out.coarse.reserve(len.div_ceil(PANEL));
         let mut row = vec![0.0f32; dim];
         for panel in 0..len.div_ceil(PANEL) {
             out.coarse.add_panel();
-            let groups = &out.panels[panel * dim..(panel + 1) * dim];
+            let groups = out.panels.panel(panel);
             for lane in 0..PANEL.min(len - panel * PANEL) {
                 for (r, g) in row.iter_mut().zip(groups) {
                     *r = g[lane];
@@ -1375,8 +1372,9 @@ mod tests {
                         .map(|v| v.iter().map(|c| (c.key.to_bits(), c.idx)).collect())
                         .collect::<Vec<Vec<_>>>()
                 };
-                let a = scan(metric, &ex.panels, dim, 0, n, &queries, 7);
-                let b = scan_generic(metric, &ex.panels, dim, 0, n, &queries, 7);
+                let all = ex.panels.run(0..ex.panels.panels());
+                let a = scan(metric, all, dim, 0, n, &queries, 7);
+                let b = scan_generic(metric, all, dim, 0, n, &queries, 7);
                 assert_eq!(sorted(a), sorted(b), "{metric:?} {n}x{dim}");
             }
         }
@@ -1480,47 +1478,93 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         let dim = 16;
         let rows = random_rows(&mut rng, 10_007, dim);
-        let mut ex = indexer(dim, Metric::Dot);
-        index_all(&mut ex, &rows, 5_000);
         let q: Vec<f32> = random_rows(&mut rng, 1, dim)[0]
             .iter()
             .map(|&x| x as f32)
             .collect();
-        let cq = ex.coarse.query(&q, ex.max_norm).expect("a coarse query");
-        for helpers in [0, 1, 3] {
-            let parts = ex.split(helpers, |first, rows, groups| {
-                assert_eq!(groups.len(), rows.div_ceil(PANEL) * dim);
-                (first, rows)
-            });
-            let mut next = 0;
-            for (first, rows) in &parts {
-                assert_eq!(*first, next);
-                next += rows;
+        let whole = indexer(dim, Metric::Dot).panels.per_segment();
+        // The default storage (one segment here) and one of 97 segments of 13 panels.
+        for per_segment in [whole, 13] {
+            let cfg = ExactNNConfig {
+                metric: Metric::Dot,
+                ..ExactNNConfig::new(dim)
+            };
+            let mut ex = ExactNNIndexer::with_segments(cfg, per_segment);
+            index_all(&mut ex, &rows, 5_000);
+            let cq = ex.coarse.query(&q, ex.max_norm).expect("a coarse query");
+            for helpers in [0, 1, 3] {
+                let parts = ex.split(helpers, |first, rows, panels| {
+                    assert_eq!(panels.len(), rows.div_ceil(PANEL));
+                    assert_eq!(first, panels.start * PANEL);
+                    // Within one segment, or `run` would refuse it.
+                    assert!(panels.end <= ex.panels.segment_end(panels.start));
+                    (first, rows)
+                });
+                let mut next = 0;
+                for (first, rows) in &parts {
+                    assert_eq!(*first, next);
+                    next += rows;
+                }
+                assert_eq!(next, ex.len());
+                if per_segment == whole {
+                    assert_eq!(parts.len() > 1, helpers > 0);
+                }
+                // The parts' results joined give the single thread's answer, bit for bit.
+                let passes = ex.split(helpers, |first, rows, panels| {
+                    ex.coarse.scan(panels, first, rows, &cq, 10)
+                });
+                let got: Vec<usize> = coarse::Pass::candidates(passes, 10, &cq);
+                let one = ex.split(0, |first, rows, panels| {
+                    ex.coarse.scan(panels, first, rows, &cq, 10)
+                });
+                assert_eq!(got, coarse::Pass::candidates(one, 10, &cq));
+                let tops = ex.split(helpers, |first, rows, panels| {
+                    scan(Metric::Dot, ex.panels.run(panels), dim, first, rows, &q, 10)
+                });
+                let mut top = TopK::new(10);
+                for mut t in tops {
+                    top.absorb(t.remove(0));
+                }
+                let got: Vec<_> = top.take_sorted().iter().map(|c| c.idx).collect();
+                assert_eq!(
+                    got,
+                    lone(&ex, &q, 10).iter().map(|c| c.1).collect::<Vec<_>>()
+                );
             }
-            assert_eq!(next, ex.len());
-            assert_eq!(parts.len() > 1, helpers > 0);
-            // The parts' results joined give the single thread's answer, bit for bit.
-            let panels = |g: std::ops::Range<usize>| g.start / dim..g.end / dim;
-            let passes = ex.split(helpers, |first, rows, groups| {
-                ex.coarse.scan(panels(groups), first, rows, &cq, 10)
-            });
-            let got: Vec<usize> = coarse::Pass::candidates(passes, 10, &cq);
-            let one = ex.split(0, |first, rows, groups| {
-                ex.coarse.scan(panels(groups), first, rows, &cq, 10)
-            });
-            assert_eq!(got, coarse::Pass::candidates(one, 10, &cq));
-            let tops = ex.split(helpers, |first, rows, groups| {
-                scan(Metric::Dot, &ex.panels[groups], dim, first, rows, &q, 10)
-            });
-            let mut top = TopK::new(10);
-            for mut t in tops {
-                top.absorb(t.remove(0));
+        }
+    }
+
+    #[test]
+    fn an_index_in_many_segments_answers_as_one_in_a_single_segment() {
+        let mut rng = StdRng::seed_from_u64(21);
+        let dim = 24;
+        let rows = random_rows(&mut rng, 3_001, dim);
+        let batch = random_rows(&mut rng, 9, dim);
+        for metric in [Metric::Cosine, Metric::Euclidean, Metric::Dot] {
+            let cfg = ExactNNConfig {
+                metric,
+                threads: 2,
+                ..ExactNNConfig::new(dim)
+            };
+            let mut one = ExactNNIndexer::with_segments(cfg.clone(), 1 << 20);
+            let mut many = ExactNNIndexer::with_segments(cfg, 5);
+            index_all(&mut one, &rows, 100);
+            index_all(&mut many, &rows, 100);
+            assert_eq!(many.panels.per_segment(), 5);
+            let limit = || params(json!({"limit": 12}));
+            // A batch (one pass over the matrix) and lone queries (the coarse pass).
+            let (a, b) = (search(&mut one, &batch, limit()), search(&mut many, &batch, limit()));
+            assert_eq!(hits(&a, metric), hits(&b, metric), "{metric:?} batch");
+            for q in &batch {
+                let q = std::slice::from_ref(q);
+                let (a, b) = (search(&mut one, q, limit()), search(&mut many, q, limit()));
+                assert_eq!(hits(&a, metric), hits(&b, metric), "{metric:?} lone");
             }
-            let got: Vec<_> = top.take_sorted().iter().map(|c| c.idx).collect();
-            assert_eq!(
-                got,
-                lone(&ex, &q, 10).iter().map(|c| c.1).collect::<Vec<_>>()
-            );
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            many.snapshot(dir.path()).expect("snapshot");
+            let mut back = ExactNNIndexer::with_segments(many.cfg.clone(), 5);
+            back.restore(dir.path()).expect("restore");
+            assert!(back.panels == many.panels && back.coarse == many.coarse);
         }
     }
 
@@ -1540,9 +1584,8 @@ mod tests {
             let mut q = vec![0.0; dim];
             normalise_into(&raw, &mut q);
             let cq = ex.coarse.query(&q, ex.max_norm).expect("a coarse query");
-            let passes = ex.split(0, |first, rows, groups| {
-                ex.coarse
-                    .scan(groups.start / dim..groups.end / dim, first, rows, &cq, 10)
+            let passes = ex.split(0, |first, rows, panels| {
+                ex.coarse.scan(panels, first, rows, &cq, 10)
             });
             let candidates = coarse::Pass::candidates(passes, 10, &cq);
             assert!(

@@ -44,6 +44,7 @@
 //! returns `None` otherwise, and the full scan runs); only for dot-product keys (cosine and
 //! dot; Euclidean keeps the full scan).
 
+use super::segments::Segments;
 use super::{BLOCK_PANELS, Cand, DotKernel, PANEL, TopK};
 
 /// Bytes of one group: two coordinates of each of a panel's [`PANEL`] rows, row by row
@@ -70,8 +71,8 @@ const F64_MARGIN: f64 = 1.0 + 1.0 / (1u64 << 30) as f64;
 pub(super) struct Coarse {
     /// Groups per panel: `dim` rounded up to even, halved (an odd dim's last group pads with 0).
     pairs: usize,
-    groups: Vec<[i8; GROUP]>,
-    scales: Vec<[f32; PANEL]>,
+    groups: Segments<[i8; GROUP]>,
+    scales: Segments<[f32; PANEL]>,
     /// The largest residual norm `‖x − s·x̂‖` of a stored row (an upper bound).
     max_residual: f64,
     /// The smallest nonzero scale of a stored row (infinite while there is none).
@@ -90,6 +91,7 @@ impl PartialEq for Coarse {
                 .iter()
                 .flatten()
                 .map(|x| x.to_bits()))
+            && self.scales.per_segment() == o.scales.per_segment()
             && self.max_residual.to_bits() == o.max_residual.to_bits()
             && self.min_scale.to_bits() == o.min_scale.to_bits()
     }
@@ -106,29 +108,23 @@ pub(super) struct Query {
 }
 
 impl Coarse {
-    /// An empty copy for rows of `dim` coordinates.
-    pub(super) fn new(dim: usize) -> Self {
+    /// An empty copy for rows of `dim` coordinates, stored `per_segment` panels to a segment
+    /// (as the f32 matrix, so that a range of panels in one segment of it is in one here).
+    pub(super) fn new(dim: usize, per_segment: usize) -> Self {
+        let pairs = dim.div_ceil(2);
         Coarse {
-            pairs: dim.div_ceil(2),
-            groups: Vec::new(),
-            scales: Vec::new(),
+            pairs,
+            groups: Segments::new(pairs, per_segment),
+            scales: Segments::new(1, per_segment),
             max_residual: 0.0,
             min_scale: f32::INFINITY,
             levels: Vec::new(),
         }
     }
 
-    /// Makes room for `panels` panels in all.
-    pub(super) fn reserve(&mut self, panels: usize) {
-        let more = panels.saturating_sub(self.scales.len());
-        self.groups.reserve(more * self.pairs);
-        self.scales.reserve(more);
-    }
-
     /// Appends an empty panel (its rows zero until [`Coarse::set_row`]).
     pub(super) fn add_panel(&mut self) {
-        self.groups
-            .resize(self.groups.len() + self.pairs, [0; GROUP]);
+        self.groups.push([0; GROUP]);
         self.scales.push([0.0; PANEL]);
     }
 
@@ -145,14 +141,14 @@ impl Coarse {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let (scale, residual) = quantize(x, &mut self.levels);
-        let groups = &mut self.groups[panel * self.pairs..(panel + 1) * self.pairs];
+        let groups = self.groups.panel_mut(panel);
         for (g, pair) in groups.iter_mut().zip(self.levels.chunks(2)) {
             g[2 * lane] = pair[0];
             if let Some(&second) = pair.get(1) {
                 g[2 * lane + 1] = second;
             }
         }
-        self.scales[panel][lane] = scale;
+        self.scales.panel_mut(panel)[0][lane] = scale;
         self.max_residual = self.max_residual.max(residual.sqrt() * F64_MARGIN);
         if scale > 0.0 {
             self.min_scale = self.min_scale.min(scale);
@@ -218,7 +214,8 @@ impl Coarse {
         })
     }
 
-    /// The coarse pass over panels `panels` holding `rows` rows (row 0 is index row `first`).
+    /// The coarse pass over panels `panels` holding `rows` rows (row 0 is index row `first`),
+    /// all in one segment.
     pub(super) fn scan(
         &self,
         panels: std::ops::Range<usize>,
@@ -227,8 +224,8 @@ impl Coarse {
         q: &Query,
         k: usize,
     ) -> Pass {
-        let groups = &self.groups[panels.start * self.pairs..panels.end * self.pairs];
-        let scales = &self.scales[panels];
+        let groups = self.groups.run(panels.clone());
+        let scales = self.scales.run(panels);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: `scan_avx2` is safe code compiled with AVX2 enabled; calling it is sound
@@ -242,7 +239,7 @@ impl Coarse {
     /// Bytes the copy holds.
     #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
-        self.groups.len() * GROUP + self.scales.len() * PANEL * 4
+        self.groups.iter().count() * GROUP + self.scales.iter().count() * PANEL * 4
     }
 }
 
@@ -470,7 +467,7 @@ mod tests {
 
     /// A copy of `rows` (one panel per `PANEL` rows).
     fn copy_of(rows: &[Vec<f32>]) -> Coarse {
-        let mut c = Coarse::new(rows[0].len());
+        let mut c = Coarse::new(rows[0].len(), 2);
         for (i, r) in rows.iter().enumerate() {
             if i % PANEL == 0 {
                 c.add_panel();
@@ -490,17 +487,18 @@ mod tests {
         let c = copy_of(&rows);
         assert_eq!(c.pairs, 3);
         // The largest coordinate is ±127 exactly; the odd dim's pad byte stays 0.
-        assert_eq!(c.groups[0][0], 127);
-        assert_eq!(c.groups[2][2 * 2], 127); // row 2, coordinate 4
-        assert_eq!(c.groups[2][1], 0);
-        assert_eq!(c.scales[0][1], 0.0);
+        let (groups, scales) = (c.groups.panel(0), c.scales.panel(0)[0]);
+        assert_eq!(groups[0][0], 127);
+        assert_eq!(groups[2][2 * 2], 127); // row 2, coordinate 4
+        assert_eq!(groups[2][1], 0);
+        assert_eq!(scales[1], 0.0);
         for (lane, r) in rows.iter().enumerate() {
-            let s = f64::from(c.scales[0][lane]);
+            let s = f64::from(scales[lane]);
             let resid = r
                 .iter()
                 .enumerate()
                 .map(|(j, &v)| {
-                    let level = f64::from(c.groups[j / 2][2 * lane + j % 2]);
+                    let level = f64::from(groups[j / 2][2 * lane + j % 2]);
                     (f64::from(v) - s * level).powi(2)
                 })
                 .sum::<f64>()
@@ -526,8 +524,8 @@ mod tests {
         let q: Vec<f32> = (0..dim).map(|j| (j as f32 * 0.37).sin()).collect();
         let cq = c.query(&q, 100.0).expect("a query");
         for p in 0..3 {
-            let g = &c.groups[p * c.pairs..(p + 1) * c.pairs];
-            let portable = panel_keys(g, &cq, &c.scales[p]);
+            let (g, scales) = (c.groups.panel(p), &c.scales.panel(p)[0]);
+            let portable = panel_keys(g, &cq, scales);
             // Each key is the exact integer sum, scaled.
             for (lane, &key) in portable.iter().enumerate() {
                 let i: i64 = (0..dim)
@@ -536,12 +534,12 @@ mod tests {
                             * i64::from((q[j] / cq.scale).round() as i16)
                     })
                     .sum();
-                assert_eq!(key, i as f32 * (c.scales[p][lane] * cq.scale));
+                assert_eq!(key, i as f32 * (scales[lane] * cq.scale));
             }
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: AVX2 was just detected; the function is otherwise safe code.
-                let fast = unsafe { panel_keys_avx2(g, &cq, &c.scales[p]) };
+                let fast = unsafe { panel_keys_avx2(g, &cq, scales) };
                 assert_eq!(fast.map(f32::to_bits), portable.map(f32::to_bits));
             }
         }
