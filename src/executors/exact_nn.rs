@@ -516,11 +516,7 @@ impl ExactNNIndexer {
     #[cfg(test)]
     fn row(&self, i: usize) -> Vec<f32> {
         let (panel, lane) = (i / PANEL, i % PANEL);
-        self.panels
-            .panel(panel)
-            .iter()
-            .map(|g| g[lane])
-            .collect()
+        self.panels.panel(panel).iter().map(|g| g[lane]).collect()
     }
 
     /// The best `k` rows for each of the `queries` (`dim` f32s each, already normalised for
@@ -1553,7 +1549,10 @@ mod tests {
             assert_eq!(many.panels.per_segment(), 5);
             let limit = || params(json!({"limit": 12}));
             // A batch (one pass over the matrix) and lone queries (the coarse pass).
-            let (a, b) = (search(&mut one, &batch, limit()), search(&mut many, &batch, limit()));
+            let (a, b) = (
+                search(&mut one, &batch, limit()),
+                search(&mut many, &batch, limit()),
+            );
             assert_eq!(hits(&a, metric), hits(&b, metric), "{metric:?} batch");
             for q in &batch {
                 let q = std::slice::from_ref(q);
