@@ -17,7 +17,8 @@ use flotilla::{Deployment, Error, PostOptions};
 type Calls = Arc<Mutex<Vec<(String, i64, usize)>>>;
 
 /// `/embed` is batched (4 docs), sleeps `ms` and tags each doc with the size of its call;
-/// `/bad` (batched) drops a doc; `/count` (batched) answers with results; `/plain` is not batched.
+/// `/bad` (batched) drops a doc; `/count` (batched) answers with results; `/refuse` (batched)
+/// tags each doc `seen` and fails; `/plain` is not batched.
 struct Batcher {
     calls: Calls,
 }
@@ -29,6 +30,8 @@ impl Executor for Batcher {
         r.on("/bad", Batcher::bad)
             .dynamic_batching(DynamicBatching::new(4));
         r.on("/count", Batcher::count)
+            .dynamic_batching(DynamicBatching::new(4));
+        r.on("/refuse", Batcher::refuse)
             .dynamic_batching(DynamicBatching::new(4));
         r.on("/plain", Batcher::embed);
     }
@@ -58,6 +61,14 @@ impl Batcher {
         let mut docs = std::mem::take(&mut req.docs);
         docs.pop();
         docs
+    }
+
+    fn refuse(&mut self, req: &mut Request, _: &Context) -> Result<(), ExecutorError> {
+        self.note(req);
+        for d in req.docs.iter_mut() {
+            d.tags_mut().insert("seen".into(), Value::Bool(true));
+        }
+        Err(ExecutorError::named("ValueError", "refused"))
     }
 
     fn count(&mut self, req: &mut Request, _: &Context) -> Output {
@@ -138,6 +149,35 @@ async fn queued_requests_are_served_in_batches_each_getting_its_own_docs() {
     }
     // The hold alone, then the 12 queued requests in three calls of 4.
     assert_eq!(sizes(&calls, "/embed"), vec![1, 4, 4, 4]);
+    dep.close();
+}
+
+/// A batch that fails fails each of its requests, and each error carries that request's own docs
+/// as the handler left them (Jina answers an Executor error with the request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_hands_each_request_its_own_docs_with_the_error() {
+    let (dep, calls) = started();
+    let one = opts(serde_json::json!({}));
+    let answers = behind_a_hold(
+        &dep,
+        futures::future::join_all((0..4).map(|i| {
+            let docs: DocList = (0..=i).map(|j| Doc::with_id(format!("r{i}d{j}"))).collect();
+            dep.post_with("/refuse", docs, &one)
+        })),
+    )
+    .await;
+    for (i, a) in answers.into_iter().enumerate() {
+        let Err(Error::Request(e)) = a else {
+            panic!("request {i} is not an Executor error: {a:?}");
+        };
+        assert!(e.to_string().contains("ValueError: refused"), "{e}");
+        let docs = e.docs().expect("the error carries the request's docs");
+        let want: Vec<String> = (0..=i).map(|j| format!("r{i}d{j}")).collect();
+        assert_eq!(docs.ids(), want, "request {i} gets its own docs");
+        assert!(docs.iter().all(|d| d.tag("seen").is_some()));
+    }
+    // One call for the first two (1 + 2 docs; the third would take it past 4), then one each.
+    assert_eq!(sizes(&calls, "/refuse"), vec![3, 3, 4]);
     dep.close();
 }
 

@@ -38,10 +38,10 @@ impl RemoteReplica for Fake {
             .is_ok();
         let result = if self.executor_error {
             Err(RemoteError {
-                error: DispatchError::Executor {
-                    replica: self.address.clone(),
-                    error: ExecutorError::named("ValueError", "no"),
-                },
+                error: DispatchError::executor(
+                    self.address.clone(),
+                    ExecutorError::named("ValueError", "no"),
+                ),
                 retry: false,
                 request: None,
             })
@@ -337,6 +337,72 @@ async fn a_join_without_reduce_reaches_an_external_executor_as_every_part() {
             Some("a/rep-0,b/rep-0")
         );
     }
+    flow.close();
+    server.stop().await;
+}
+
+/// Marks each doc `seen`, then refuses the request.
+struct Refuser;
+
+impl flotilla::Executor for Refuser {
+    fn requests(r: &mut flotilla::Requests<Self>) {
+        r.default(
+            |_: &mut Refuser,
+             req: &mut Request,
+             _: &flotilla::Context|
+             -> Result<(), ExecutorError> {
+                for d in req.docs.iter_mut() {
+                    d.tags_mut()
+                        .insert("seen".into(), flotilla::Value::Bool(true));
+                }
+                Err(ExecutorError::named("ValueError", "refused"))
+            },
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_executors_error_names_its_class_and_keeps_its_docs() {
+    let server = executor_server(
+        flotilla::Deployment::new()
+            .name("far")
+            .uses_factory("Refuser", flotilla::factory(|_| Ok(Refuser))),
+    )
+    .await;
+    let addr = server.local_addr().to_string();
+    let flow = Flow::new()
+        .add(Exec::new().name("ext").external_at(vec![addr.clone()]))
+        .start()
+        .unwrap();
+    let sent: DocList = vec![Doc::with_id("a"), Doc::with_id("b")].into();
+    let err = within(30, flow.post("/x", sent)).await.unwrap_err();
+    let flotilla::Error::Request(DispatchError::Executor {
+        replica,
+        error,
+        class,
+        docs,
+    }) = err
+    else {
+        panic!("not an Executor error: {err:?}");
+    };
+    assert_eq!(
+        &*replica,
+        addr.as_str(),
+        "the replica is the address called"
+    );
+    assert_eq!(
+        (error.name.as_str(), error.message.as_str()),
+        ("ValueError", "refused")
+    );
+    assert_eq!(
+        class.as_deref(),
+        Some("Refuser"),
+        "the class the remote reported"
+    );
+    // The docs as the remote's handler left them, as Jina's error response carries them.
+    let docs = docs.expect("the error carries the request's docs");
+    assert_eq!(docs.ids(), vec!["a", "b"]);
+    assert!(docs.iter().all(|d| d.tag("seen").is_some()));
     flow.close();
     server.stop().await;
 }

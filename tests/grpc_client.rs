@@ -512,7 +512,7 @@ async fn an_executor_error_is_a_typed_bad_server_error() {
         continue_on_error: true,
         ..ClientPost::default()
     };
-    let responses = within(30, client.post_responses("/fail", input, &opts))
+    let responses = within(30, client.post_responses("/fail", input.clone(), &opts))
         .await
         .unwrap();
     assert_eq!(responses.len(), 3);
@@ -522,6 +522,13 @@ async fn an_executor_error_is_a_typed_bad_server_error() {
         responses[1].error.as_ref().map(|e| e.name.as_str()),
         Some("ValueError")
     );
+    // As in Jina, the failed response is the request, docs included: with continue_on_error a
+    // post returns every doc.
+    assert_eq!(ids(&responses[1].request.docs), ["d0001"]);
+    let out = within(30, client.post_with("/fail", input.clone(), &opts))
+        .await
+        .unwrap();
+    assert_eq!(ids(&out), ids(&input));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -558,6 +558,17 @@ async fn an_executor_error_is_bad_server_in_the_stock_client() {
         ["HELLO 0", "HELLO 1", "HELLO 2"],
         "the Flow serves after the error"
     );
+    // With continue_on_error the client keeps the failed request's docs, as `upper` left them
+    // before `picky` failed (`scorer`, after it, never saw them).
+    let tags = json!(["batch", "i", "nested", "src", "upper"]);
+    assert_eq!(
+        e["kept"],
+        json!([
+            {"id": "k0", "text": "HELLO 0", "tags": tags},
+            {"id": "k1", "text": "HELLO 1", "tags": tags},
+        ]),
+        "{e}"
+    );
     server.stop().await;
 }
 

@@ -125,7 +125,13 @@ async fn a_panicking_handler_restarts_its_replica_and_loses_nothing() {
                 assert_eq!(out.ids(), vec![d.id()]);
                 ok += 1;
             }
-            Err(Error::Request(DispatchError::Panicked { replica, message })) => {
+            Err(Error::Request(DispatchError::Panicked {
+                replica,
+                message,
+                docs,
+            })) => {
+                // The failed request's docs come back with the error, as in Jina.
+                assert_eq!(docs.as_deref().map(DocList::ids), Some(vec![d.id()]));
                 assert!(
                     d.tag("boom").is_some(),
                     "{} failed without a reason",

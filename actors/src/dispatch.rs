@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 
+use crate::doc::DocList;
 use crate::executor::ExecutorError;
 use crate::remote::{RemoteError, RemoteReplica};
 use crate::replica::{ReplicaActor, Run};
@@ -53,10 +54,22 @@ pub enum DispatchError {
     Executor {
         replica: Arc<str>,
         error: ExecutorError,
+        /// The Executor's class, when a remote Executor named it (`ExceptionProto.executor`);
+        /// a local one's is in the graph.
+        class: Option<Arc<str>>,
+        /// The request's docs as the failing handler left them: Jina answers an Executor error
+        /// with the request, docs included. `None` when the failure kept none (a batch whose
+        /// output could not be split back).
+        docs: Option<Arc<DocList>>,
     },
     /// The Executor's handler panicked; the replica is being restarted.
     #[error("{replica} panicked: {message}")]
-    Panicked { replica: Arc<str>, message: String },
+    Panicked {
+        replica: Arc<str>,
+        message: String,
+        /// As for [`DispatchError::Executor`].
+        docs: Option<Arc<DocList>>,
+    },
     /// Every replica of the shard is down for good.
     #[error("{shard}: no replica is running")]
     NoReplica { shard: Arc<str> },
@@ -72,6 +85,38 @@ pub enum DispatchError {
     /// The request itself is wrong (a `target_executor` that is not a regex): no Executor saw it.
     #[error("invalid request: {message}")]
     BadRequest { message: String },
+}
+
+impl DispatchError {
+    /// An Executor error raised by `replica`, with no class or docs attached.
+    pub fn executor(replica: impl Into<Arc<str>>, error: ExecutorError) -> Self {
+        DispatchError::Executor {
+            replica: replica.into(),
+            error,
+            class: None,
+            docs: None,
+        }
+    }
+
+    /// The same error carrying `docs` (for the errors that can: Executor errors and panics).
+    pub fn with_docs(mut self, new: DocList) -> Self {
+        if let DispatchError::Executor { docs, .. } | DispatchError::Panicked { docs, .. } =
+            &mut self
+        {
+            *docs = Some(Arc::new(new));
+        }
+        self
+    }
+
+    /// The failed request's docs, when the error carries them.
+    pub fn docs(&self) -> Option<&DocList> {
+        match self {
+            DispatchError::Executor { docs, .. } | DispatchError::Panicked { docs, .. } => {
+                docs.as_deref()
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

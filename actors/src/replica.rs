@@ -103,11 +103,7 @@ impl Reply {
             }
             Reply::Batch(parts) => match result {
                 Ok(req) => Reply::split(parts, req),
-                Err(e) => {
-                    for (job, _, _) in parts {
-                        job.reply(Err(e.clone()));
-                    }
-                }
+                Err(e) => Reply::fail(parts, e),
             },
         }
     }
@@ -127,10 +123,7 @@ impl Reply {
                 ),
             );
             for (job, _, _) in parts {
-                job.reply(Err(DispatchError::Executor {
-                    replica: replica.clone(),
-                    error: error.clone(),
-                }));
+                job.reply(Err(DispatchError::executor(replica.clone(), error.clone())));
             }
             return;
         }
@@ -140,6 +133,28 @@ impl Reply {
             req.docs = docs.by_ref().take(n).collect();
             req.routes.extend(route.clone());
             job.reply(Ok(req));
+        }
+    }
+
+    /// Fails every request of a batch with `e`, each with its own share of the docs the
+    /// error carries (when they still add up to what the requests sent).
+    fn fail(parts: Vec<(Job, Request, usize)>, mut e: DispatchError) {
+        let sent: usize = parts.iter().map(|(_, _, n)| n).sum();
+        let docs = match &mut e {
+            DispatchError::Executor { docs, .. } | DispatchError::Panicked { docs, .. } => {
+                docs.take()
+            }
+            _ => None,
+        };
+        let mut docs = docs
+            .filter(|d| d.len() == sent)
+            .map(|d| Arc::unwrap_or_clone(d).into_vec().into_iter());
+        for (job, _, n) in parts {
+            let mine = e.clone();
+            job.reply(Err(match docs.as_mut() {
+                Some(d) => mine.with_docs(d.by_ref().take(n).collect()),
+                None => mine,
+            }));
         }
     }
 
@@ -374,13 +389,13 @@ impl ReplicaActor {
         let replica = &self.ctx.runtime_name;
         match result {
             Ok(Ok(Output::Results(_))) if matches!(reply, Reply::Batch(_)) => {
-                reply.send(Err(DispatchError::Executor {
-                    replica: replica.clone(),
-                    error: ExecutorError::named(
-                        "TypeError",
-                        "The return type must be DocList / `None` when using dynamic batching",
-                    ),
-                }));
+                let error = ExecutorError::named(
+                    "TypeError",
+                    "The return type must be DocList / `None` when using dynamic batching",
+                );
+                reply.send(Err(
+                    DispatchError::executor(replica.clone(), error).with_docs(req.docs)
+                ));
                 true
             }
             Ok(Ok(output)) => {
@@ -396,10 +411,9 @@ impl ReplicaActor {
                 true
             }
             Ok(Err(error)) => {
-                reply.send(Err(DispatchError::Executor {
-                    replica: replica.clone(),
-                    error,
-                }));
+                reply.send(Err(
+                    DispatchError::executor(replica.clone(), error).with_docs(req.docs)
+                ));
                 true
             }
             Err(message) => {
@@ -408,6 +422,7 @@ impl ReplicaActor {
                 reply.send(Err(DispatchError::Panicked {
                     replica: replica.clone(),
                     message: message.clone(),
+                    docs: Some(Arc::new(req.docs)),
                 }));
                 self.failed = true;
                 let _ = self.supervisor.try_send(ReplicaFailed {
@@ -490,13 +505,13 @@ impl Handler<ApplyEncoded> for ReplicaActor {
             // The same bytes fail the same way on every replica: the entry counts as applied,
             // with this error, everywhere.
             Err(e) => {
-                let _ = msg.reply.send(Err(DispatchError::Executor {
-                    replica: self.ctx.runtime_name.clone(),
-                    error: ExecutorError::named(
+                let _ = msg.reply.send(Err(DispatchError::executor(
+                    self.ctx.runtime_name.clone(),
+                    ExecutorError::named(
                         "RaftError",
                         format!("a logged write could not be decoded: {e}"),
                     ),
-                }));
+                )));
             }
         }
     }

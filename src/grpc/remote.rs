@@ -177,14 +177,26 @@ fn answer(
         .and_then(|h| h.status.as_ref())
         .filter(|s| s.code == status_proto::StatusCode::Error as i32);
     if let Some(status) = failed {
-        let (name, message) = match &status.exception {
-            Some(e) => (e.name.clone(), e.args.join(", ")),
-            None => ("ExecutorError".to_owned(), status.description.clone()),
+        let (name, message, class) = match &status.exception {
+            Some(e) => (
+                e.name.clone(),
+                e.args.join(", "),
+                Some(e.executor.as_str()).filter(|c| !c.is_empty()),
+            ),
+            None => ("ExecutorError".to_owned(), status.description.clone(), None),
         };
+        let class = class.map(Arc::from);
+        // The remote answers with the request, docs as its handler left them (Jina's error
+        // model); docs that do not decode leave the error without docs.
+        let docs = codec::request_from_proto(resp)
+            .ok()
+            .map(|r| Arc::new(r.docs));
         return Err(RemoteError {
             error: DispatchError::Executor {
                 replica: address.clone(),
                 error: ExecutorError::named(name, message),
+                class,
+                docs,
             },
             retry: false,
             request: None,
@@ -202,10 +214,10 @@ fn answer(
             Ok(r)
         }
         Err(e) => Err(RemoteError {
-            error: DispatchError::Executor {
-                replica: address.clone(),
-                error: ExecutorError::named("ValueError", format!("undecodable response: {e}")),
-            },
+            error: DispatchError::executor(
+                address.clone(),
+                ExecutorError::named("ValueError", format!("undecodable response: {e}")),
+            ),
             retry: false,
             request: None,
         }),

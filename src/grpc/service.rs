@@ -21,7 +21,6 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::codec;
-use super::pb::docarray::DocListProto;
 use super::pb::jina::{
     DataRequestListProto, DataRequestProto, EndpointsProto, HeaderProto, JinaInfoProto,
     StatusProto, data_request_proto, jina_data_request_rpc_server,
@@ -112,15 +111,20 @@ fn endpoint_from(md: &MetadataMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A response that reports `status` for the request `header` named.
-fn error_reply(header: Option<HeaderProto>, status: StatusProto) -> DataRequestProto {
+/// A response that reports `status` for the request `header` named, with `docs` (Jina answers
+/// an Executor error with the request, docs as the failing handler left them).
+fn error_reply(
+    header: Option<HeaderProto>,
+    status: StatusProto,
+    docs: Option<&flotilla_actors::doc::DocList>,
+) -> DataRequestProto {
     let mut header = header.unwrap_or_default();
     header.status = Some(status);
     DataRequestProto {
         header: Some(header),
         data: Some(data_request_proto::DataContentProto {
             documents: Some(data_request_proto::data_content_proto::Documents::Docs(
-                DocListProto::default(),
+                docs.map(codec::docs_to_proto).unwrap_or_default(),
             )),
         }),
         ..DataRequestProto::default()
@@ -141,6 +145,7 @@ async fn run_one(
             return Ok(error_reply(
                 header,
                 executor_status("ValueError", &e.to_string(), "gateway"),
+                None,
             ));
         }
     };
@@ -168,7 +173,7 @@ fn finish(
     match result {
         Ok(r) => Ok(codec::request_to_proto(&r)),
         Err(e) => match failure(&e, inner.running.graph()) {
-            Failure::InResponse(status) => Ok(error_reply(header, status)),
+            Failure::InResponse(status) => Ok(error_reply(header, status, e.docs())),
             Failure::Transport(s) => Err(s),
         },
     }
@@ -250,7 +255,7 @@ impl jina_rpc_server::JinaRpc for JinaService {
                     },
                     Some(out) = pending.next(), if pending.len() > 0 => {
                         // One failed request must not end the stream of the others.
-                        let out = out.or_else(|f| Ok(error_reply(f.header, as_response_status(&f.status))));
+                        let out = out.or_else(|f| Ok(error_reply(f.header, as_response_status(&f.status), None)));
                         if tx.send(out).await.is_err() {
                             return; // the client went away
                         }
@@ -306,7 +311,7 @@ impl jina_data_request_rpc_server::JinaDataRequestRpc for JinaService {
                 Ok(r) => parts.push(r),
                 Err(e) => {
                     let status = executor_status("ValueError", &e.to_string(), "gateway");
-                    return Ok(Response::new(error_reply(header, status)));
+                    return Ok(Response::new(error_reply(header, status, None)));
                 }
             }
         }

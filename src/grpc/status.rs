@@ -59,12 +59,21 @@ pub fn executor_class<'a>(graph: &'a Graph, replica: &'a str) -> &'a str {
 /// Maps a request's failure onto Jina's error model; `graph` names the failing Executor.
 pub fn failure(e: &DispatchError, graph: &Graph) -> Failure {
     match e {
-        DispatchError::Executor { replica, error } => Failure::InResponse(executor_status(
+        DispatchError::Executor {
+            replica,
+            error,
+            class,
+            ..
+        } => Failure::InResponse(executor_status(
             &error.name,
             &error.message,
-            executor_class(graph, replica),
+            class
+                .as_deref()
+                .unwrap_or_else(|| executor_class(graph, replica)),
         )),
-        DispatchError::Panicked { replica, message } => Failure::InResponse(executor_status(
+        DispatchError::Panicked {
+            replica, message, ..
+        } => Failure::InResponse(executor_status(
             "Panic",
             message,
             executor_class(graph, replica),
@@ -97,6 +106,7 @@ pub fn as_response_status(s: &Status) -> StatusProto {
 mod tests {
     use super::*;
     use crate::{Exec, Flow};
+    use flotilla_actors::executor::ExecutorError;
 
     #[test]
     fn an_error_names_the_class_of_the_executor_that_raised_it() {
@@ -128,5 +138,20 @@ mod tests {
         // Not run here: named as they are.
         assert_eq!(class("far/rep-0"), "far/rep-0");
         assert_eq!(class("127.0.0.1:1"), "127.0.0.1:1");
+        // A remote Executor that named its class is named by it.
+        let named = |class: Option<&str>| {
+            let e = DispatchError::Executor {
+                replica: "127.0.0.1:1".into(),
+                error: ExecutorError::named("ValueError", "no"),
+                class: class.map(Into::into),
+                docs: None,
+            };
+            match failure(&e, &graph) {
+                Failure::InResponse(s) => s.exception.map(|x| x.executor),
+                Failure::Transport(s) => panic!("not an Executor error: {s}"),
+            }
+        };
+        assert_eq!(named(Some("Refuser")).as_deref(), Some("Refuser"));
+        assert_eq!(named(None).as_deref(), Some("127.0.0.1:1"));
     }
 }

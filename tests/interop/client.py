@@ -165,8 +165,15 @@ def error(c):
         }
     except Exception as e:  # the wrong kind of failure is a result too
         fields = {'raised': type(e).__name__, 'message': str(e)}
+    # continue_on_error: the failed response is the request, docs included (Jina's error model).
+    kept = c.post('/fail', in_docs(2, prefix='k'), continue_on_error=True)
     after = c.post('/index', in_docs(3, prefix='a'))
-    emit('error', after=[d.text for d in after], **fields)
+    emit(
+        'error',
+        after=[d.text for d in after],
+        kept=[{'id': d.id, 'text': d.text, 'tags': sorted(d.tags)} for d in kept],
+        **fields,
+    )
 
 
 def targeted(c):

@@ -822,10 +822,12 @@ impl RaftGroup {
                 replica,
                 name,
                 message,
-            } => Err(DispatchError::Executor {
-                replica: replica.into(),
-                error: crate::executor::ExecutorError { name, message },
-            }),
+            } => Err(DispatchError::executor(
+                replica,
+                crate::executor::ExecutorError { name, message },
+            )
+            // The docs as sent: the failing handler's own stayed on the leader's replica.
+            .with_docs(req.docs)),
             Applied::Duplicate | Applied::Nothing => Ok(req),
             Applied::Batch(_) => Err(DispatchError::Unavailable {
                 replica: self.shard.clone(),

@@ -165,7 +165,7 @@ impl StateMachine {
     ) -> Result<Applied, StorageError> {
         match answer {
             Ok(Ok(done)) => Ok(Applied::Done(Box::new(done))),
-            Ok(Err(DispatchError::Executor { replica, error })) => Ok(Applied::Failed {
+            Ok(Err(DispatchError::Executor { replica, error, .. })) => Ok(Applied::Failed {
                 replica: replica.to_string(),
                 name: error.name,
                 message: error.message,
