@@ -151,7 +151,14 @@ struct Writer {
     log: Arc<File>,
     /// Records in `log`, live or not (purged, replaced): decides when to compact.
     records: u64,
+    /// The bytes of the records being appended, kept between appends: a fresh buffer grown
+    /// to each batch's size (tens of kB per write of 100 embeddings) cost page faults on
+    /// fresh memory at every append, on every node.
+    scratch: Vec<u8>,
 }
+
+/// The most [`Writer::scratch`] keeps between appends.
+const SCRATCH_KEEP: usize = 8 << 20;
 
 struct Pending {
     log: Arc<File>,
@@ -255,6 +262,7 @@ impl LogStore {
                 writer: Mutex::new(Writer {
                     log: Arc::new(file),
                     records: loaded.records,
+                    scratch: Vec::new(),
                 }),
                 syncer,
                 committed_saved: Mutex::new(None),
@@ -356,7 +364,8 @@ impl Inner {
     ) -> Result<(), LogStoreError> {
         let mut callback = Some(callback);
         let result = self.guarded(|w| {
-            let mut bytes = Vec::new();
+            let mut bytes = std::mem::take(&mut w.scratch);
+            bytes.clear();
             let mut fresh = Vec::with_capacity(entries.len());
             {
                 let mem = self.mem()?;
@@ -381,6 +390,9 @@ impl Inner {
             (&*w.log)
                 .write_all(&bytes)
                 .map_err(io_error("appending to", &self.dir.join(LOG)))?;
+            bytes.clear();
+            bytes.shrink_to(SCRATCH_KEEP);
+            w.scratch = bytes;
             w.records += fresh.len() as u64;
             {
                 let mut mem = self.mem_mut()?;
