@@ -535,6 +535,18 @@ async fn exactnn_answers_queued_searches_as_it_answers_lone_ones() {
 /// "Searching Document …" once per call, inside the replica's span). Installs a process-wide
 /// log subscriber writing into memory.
 fn search_log() -> impl Fn(&str) -> usize {
+    let log = captured_log();
+    move |replica: &str| {
+        log()
+            .lines()
+            .filter(|l| l.contains(replica) && l.contains("Searching Document"))
+            .count()
+    }
+}
+
+/// Everything this test binary has logged so far. Installs a process-wide log subscriber
+/// writing into memory.
+fn captured_log() -> impl Fn() -> String {
     use std::io::Write;
     static LOG: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
     #[derive(Clone)]
@@ -560,12 +572,75 @@ fn search_log() -> impl Fn(&str) -> usize {
             buf
         })
         .clone();
-    move |replica: &str| {
-        let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
-        text.lines()
-            .filter(|l| l.contains(replica) && l.contains("Searching Document"))
-            .count()
+    move || String::from_utf8_lossy(&log.lock().unwrap()).into_owned()
+}
+
+/// Keeps the ids written to it; its `/write` is a write endpoint declared batched.
+struct Ledger {
+    ids: Vec<String>,
+}
+
+impl Executor for Ledger {
+    fn requests(r: &mut Requests<Self>) {
+        r.on(
+            "/write",
+            |l: &mut Ledger, req: &mut Request, _: &Context| {
+                l.ids.extend(req.docs.iter().map(|d| d.id().to_owned()));
+            },
+        )
+        .write()
+        .dynamic_batching(DynamicBatching::new(8));
+        r.on("/count", |l: &mut Ledger, _: &mut Request, _: &Context| {
+            serde_json::json!({ "count": l.ids.len() })
+        });
     }
+}
+
+/// An Executor's own `@dynamic_batching` on a write endpoint of a stateful Deployment is said
+/// at start (writes are applied one log entry at a time), and the writes still reach every
+/// replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_batch_on_a_stateful_write_is_said_not_applied() {
+    let log = captured_log();
+    let ws = tempfile::tempdir().unwrap();
+    let dep = Deployment::new()
+        .name("batched-ledger")
+        .uses_factory("Ledger", factory(|_| Ok(Ledger { ids: Vec::new() })))
+        .replicas(3)
+        .stateful(true)
+        .workspace(ws.path())
+        .start()
+        .unwrap();
+    let said: Vec<String> = log()
+        .lines()
+        .filter(|l| {
+            l.contains("WARN") && l.contains("batched-ledger") && l.contains("dynamic batching")
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("Executor 'Ledger' declares dynamic batching on /write, a write endpoint"),
+        "{}",
+        said[0]
+    );
+    let writes = (0..10).map(|i| dep.post("/write", Doc::with_id(format!("w{i}"))));
+    for w in within(60, futures::future::join_all(writes)).await {
+        w.unwrap();
+    }
+    let shard = &dep.kernel().routers()[0].shards()[0];
+    within(60, shard.raft().unwrap().settle()).await;
+    for replica in 0..3 {
+        let req = Request::new("/count", DocList::new());
+        let out = within(30, shard.call_replica(replica, req)).await.unwrap();
+        let count = out
+            .results
+            .values()
+            .next()
+            .and_then(|v| v["count"].as_u64());
+        assert_eq!(count, Some(10), "replica {replica}");
+    }
+    dep.close();
 }
 
 /// A failed batch of `ExactNNIndexer` searches is searched again request by request: only the

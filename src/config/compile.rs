@@ -817,6 +817,22 @@ fn deployment(
         }
         _ => BTreeMap::new(),
     };
+    if let (Some(_), Some((uses, f))) = (&stateful, &executor) {
+        // Said, not refused: the Executor's own declaration is not the user's to fix here.
+        for e in f
+            .endpoints()
+            .iter()
+            .filter(|e| e.write && e.batching.is_some())
+        {
+            tracing::warn!(
+                executor = name,
+                endpoint = %e.name,
+                "Executor '{uses}' declares dynamic batching on {}, a write endpoint: a stateful \
+                 Executor applies writes one log entry at a time, so it is not applied there",
+                e.name
+            );
+        }
+    }
     let (uses, factory) = executor?;
     let mut d = DeploymentSpec::new(
         Arc::<str>::from(name),
