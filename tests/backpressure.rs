@@ -113,13 +113,9 @@ impl flotilla::actors::prelude::Executor for Ledger {
     }
 }
 
-/// A stateful shard's writes go through the Raft log however they are called, and take room
-/// in the shard like any request: `try_call` of a write is logged (every replica applies it)
-/// and is refused with `Busy` while the shard is full; `call` waits instead.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stateful_writes_take_room_in_the_shard_and_are_logged_however_called() {
-    let ws = tempfile::tempdir().unwrap();
-    let dep = Deployment::new()
+/// A 3-replica stateful Deployment of `Ledger` named `ledger`, its log under `ws`.
+fn ledger(ws: &std::path::Path) -> Deployment {
+    Deployment::new()
         .name("ledger")
         .uses_factory(
             "Ledger",
@@ -127,10 +123,16 @@ async fn stateful_writes_take_room_in_the_shard_and_are_logged_however_called() 
         )
         .replicas(3)
         .stateful(true)
-        .workspace(ws.path())
-        .queue_size(0)
-        .start()
-        .unwrap();
+        .workspace(ws)
+}
+
+/// A stateful shard's writes go through the Raft log however they are called, and take room
+/// in the shard like any request: `try_call` of a write is logged (every replica applies it)
+/// and is refused with `Busy` while the shard is full; `call` waits instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_writes_take_room_in_the_shard_and_are_logged_however_called() {
+    let ws = tempfile::tempdir().unwrap();
+    let dep = ledger(ws.path()).queue_size(0).start().unwrap();
     let dep = Arc::new(dep);
     let shard = || &dep.kernel().routers()[0].shards()[0];
     assert_eq!(shard().dispatch().capacity(), 3);
@@ -202,17 +204,7 @@ async fn stateful_writes_take_room_in_the_shard_and_are_logged_however_called() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stateful_shard_closes_after_a_write_whose_caller_gave_up() {
     let ws = tempfile::tempdir().unwrap();
-    let dep = Deployment::new()
-        .name("ledger")
-        .uses_factory(
-            "Ledger",
-            flotilla::actors::executor::factory(|_| Ok(Ledger { ids: Vec::new() })),
-        )
-        .replicas(3)
-        .stateful(true)
-        .workspace(ws.path())
-        .start()
-        .unwrap();
+    let dep = ledger(ws.path()).start().unwrap();
     let dep = Arc::new(dep);
     let mut params = Params::new();
     params.insert("ms".into(), serde_json::json!(300));

@@ -100,9 +100,7 @@ impl DispatchError {
 
     /// The same error carrying `docs` (for the errors that can: Executor errors and panics).
     pub fn with_docs(mut self, new: DocList) -> Self {
-        if let DispatchError::Executor { docs, .. } | DispatchError::Panicked { docs, .. } =
-            &mut self
-        {
+        if let Some(docs) = self.docs_slot() {
             *docs = Some(Arc::new(new));
         }
         self
@@ -113,6 +111,16 @@ impl DispatchError {
         match self {
             DispatchError::Executor { docs, .. } | DispatchError::Panicked { docs, .. } => {
                 docs.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// Where the error keeps docs, for the errors that can.
+    pub(crate) fn docs_slot(&mut self) -> Option<&mut Option<Arc<DocList>>> {
+        match self {
+            DispatchError::Executor { docs, .. } | DispatchError::Panicked { docs, .. } => {
+                Some(docs)
             }
             _ => None,
         }

@@ -140,13 +140,9 @@ impl Reply {
     /// error carries (when they still add up to what the requests sent).
     fn fail(parts: Vec<(Job, Request, usize)>, mut e: DispatchError) {
         let sent: usize = parts.iter().map(|(_, _, n)| n).sum();
-        let docs = match &mut e {
-            DispatchError::Executor { docs, .. } | DispatchError::Panicked { docs, .. } => {
-                docs.take()
-            }
-            _ => None,
-        };
-        let mut docs = docs
+        let mut docs = e
+            .docs_slot()
+            .and_then(Option::take)
             .filter(|d| d.len() == sent)
             .map(|d| Arc::unwrap_or_clone(d).into_vec().into_iter());
         for (job, _, n) in parts {

@@ -325,7 +325,7 @@ impl ExactNNIndexer {
                 "ExactNNIndexer needs dim >= 1 and threads >= 1",
             ));
         }
-        let per_segment = Segments::<()>::per_segment_for(cfg.dim * PANEL * 4);
+        let per_segment = segments::per_segment(cfg.dim * PANEL * 4);
         Ok(Self::with_segments(cfg, per_segment))
     }
 

@@ -773,13 +773,14 @@ impl RaftGroup {
     }
 
     /// Commits `write` through the leader, wherever it is: what it applied as on the leader.
+    /// The write counts as acknowledged here, whether or not its caller still waits.
     async fn write_on_runtime(self: &Arc<Self>, write: Write) -> Result<Applied, DispatchError> {
         let deadline = Instant::now() + self.patience;
-        loop {
+        let (index, applied) = loop {
             let late = Instant::now() > deadline;
             if let Some((id, _)) = self.leader_node() {
                 match self.commit(write.clone()).await {
-                    Ok((index, applied)) => return Ok(self.acknowledged(index, applied)),
+                    Ok(done) => break done,
                     Err(Failed::Retry(_)) if !late => {
                         tracing::debug!(shard = %self.shard, node = id, "leader changed under a write; retrying");
                         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -794,7 +795,7 @@ impl RaftGroup {
             } else if let Some((leader, address)) = self.leader_elsewhere() {
                 // Forwarded to the leader's process; if it is gone, wait for the next leader.
                 match self.forward(leader, &address, &write).await {
-                    Ok((index, applied)) => return Ok(self.acknowledged(index, applied)),
+                    Ok(done) => break done,
                     Err(e) if !late => {
                         tracing::debug!(shard = %self.shard, "forwarding a write to {address}: {e}; retrying");
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -814,14 +815,9 @@ impl RaftGroup {
             } else {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-        }
-    }
-
-    /// Notes a write committed at `index` as acknowledged (whether or not its caller still
-    /// waits for the answer).
-    fn acknowledged(&self, index: u64, applied: Applied) -> Applied {
+        };
         self.acked.fetch_max(index, Ordering::AcqRel);
-        applied
+        Ok(applied)
     }
 
     /// The caller's answer to its write `req`, which applied as `applied` on the leader.
@@ -1162,9 +1158,6 @@ impl Drop for InFlight {
     }
 }
 
-/// What [`log_bytes`] keeps of its scratch buffer between writes.
-const SCRATCH_KEEP: usize = 8 << 20;
-
 /// A write's log bytes: encoded into a buffer the thread keeps, then copied out at their exact
 /// size. Encoding into a fresh `Vec` grew it by doubling to tens of kB per write of 100
 /// embeddings, and those fresh pages' faults were a third of the Raft thread's time on the
@@ -1178,7 +1171,7 @@ fn log_bytes(req: &Request) -> Result<bytes::Bytes, postcard::Error> {
         let buf = postcard::to_extend(req, std::mem::take(scratch))?;
         let bytes = bytes::Bytes::copy_from_slice(&buf);
         *scratch = buf;
-        scratch.shrink_to(SCRATCH_KEEP);
+        scratch.shrink_to(super::SCRATCH_KEEP);
         Ok(bytes)
     })
 }

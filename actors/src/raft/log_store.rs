@@ -157,9 +157,6 @@ struct Writer {
     scratch: Vec<u8>,
 }
 
-/// The most [`Writer::scratch`] keeps between appends.
-const SCRATCH_KEEP: usize = 8 << 20;
-
 struct Pending {
     log: Arc<File>,
     callback: LogFlushed<TypeConfig>,
@@ -391,7 +388,7 @@ impl Inner {
                 .write_all(&bytes)
                 .map_err(io_error("appending to", &self.dir.join(LOG)))?;
             bytes.clear();
-            bytes.shrink_to(SCRATCH_KEEP);
+            bytes.shrink_to(super::SCRATCH_KEEP);
             w.scratch = bytes;
             w.records += fresh.len() as u64;
             {

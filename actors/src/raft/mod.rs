@@ -20,6 +20,10 @@ pub mod transport;
 pub mod types;
 
 pub use group::{GroupError, RaftGroup, RaftSpec};
+
+/// The most a reused encoding buffer (a write's log bytes, a log store's appended records)
+/// keeps between uses: enough for any usual write, so that a rare huge one is not held.
+const SCRATCH_KEEP: usize = 8 << 20;
 pub use network::Faults;
 pub use settings::RaftSettings;
 pub use transport::{Cluster, Rpc, Transport};

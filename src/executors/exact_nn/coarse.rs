@@ -91,7 +91,6 @@ impl PartialEq for Coarse {
                 .iter()
                 .flatten()
                 .map(|x| x.to_bits()))
-            && self.scales.per_segment() == o.scales.per_segment()
             && self.max_residual.to_bits() == o.max_residual.to_bits()
             && self.min_scale.to_bits() == o.min_scale.to_bits()
     }

@@ -18,6 +18,11 @@ use std::ops::Range;
 /// ahead of the rows.
 pub(super) const SEGMENT_BYTES: usize = 4 << 20;
 
+/// How many panels of `panel_bytes` bytes make a segment of about [`SEGMENT_BYTES`].
+pub(super) fn per_segment(panel_bytes: usize) -> usize {
+    (SEGMENT_BYTES / panel_bytes.max(1)).max(1)
+}
+
 /// Panels of `unit` elements each, in segments of `per_segment` panels.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Segments<T> {
@@ -36,11 +41,6 @@ impl<T: Copy> Segments<T> {
             segments: Vec::new(),
             panels: 0,
         }
-    }
-
-    /// How many panels of `panel_bytes` bytes make a segment of about [`SEGMENT_BYTES`].
-    pub(super) fn per_segment_for(panel_bytes: usize) -> usize {
-        (SEGMENT_BYTES / panel_bytes.max(1)).max(1)
     }
 
     /// Panels to a segment.
