@@ -582,8 +582,14 @@ fn free_port() -> u16 {
 
 /// `flotilla executor --uses Echo` as a subprocess, once it serves.
 async fn flotilla_executor(port: u16) -> (Group, Arc<Mutex<Vec<String>>>) {
+    flotilla_executor_with(port, &["--uses", "Echo", "--name", "rust_echo"]).await
+}
+
+/// `flotilla executor ARGS --host 127.0.0.1 --port PORT` as a subprocess, once it serves.
+async fn flotilla_executor_with(port: u16, args: &[&str]) -> (Group, Arc<Mutex<Vec<String>>>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    cmd.args(["executor", "--uses", "Echo", "--name", "rust_echo"])
+    cmd.arg("executor")
+        .args(args)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
     let mut group = spawn(cmd);
     let stderr = drain(group.child.stderr.take());
@@ -652,4 +658,46 @@ async fn a_stock_jina_flow_uses_a_flotilla_executor() {
         let want: Vec<f64> = (0..4).map(|j| (i + j) as f64).collect();
         assert_eq!(d["embedding"], json!(want));
     }
+}
+
+/// A stock `jina.Flow` of a failing `flotilla executor` and a Python Executor after it: Jina's
+/// gateway reads flotilla's `is-error` trailer and stops the request there (the Python Executor
+/// never sees it), the client gets `BadServer`, and the Flow serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_jina_flow_stops_at_a_flotilla_executor_error() {
+    let Some(py) = python() else { return };
+    let port = free_port();
+    let args = ["--uses", "ExactNNIndexer", "--uses-with", r#"{"dim": 4}"#];
+    let (_executor, executor_log) = flotilla_executor_with(port, &args).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let marks = dir.path().join("marks.txt");
+    let script_args = [port.to_string(), marks.display().to_string()];
+    let out = run_script(&py, "jina_flow_error.py", &script_args, 300).await;
+    let context = || format!("flotilla executor log:\n{}", tail(&executor_log, 40));
+
+    let good = out.scenario("good");
+    assert_eq!(strs(&good["ids"]), ["good0", "good1"], "{}", context());
+    assert_eq!(strs(&good["marks"]), ["good0", "good1"], "{}", context());
+
+    let bad = out.scenario("bad");
+    assert_eq!(bad["raised"], "BadServer", "{bad}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("dim 4"),
+        "the error names the cause: {bad}"
+    );
+    assert_eq!(
+        strs(&bad["marks"]),
+        ["good0", "good1"],
+        "the Executor after the failed one never saw the failed request"
+    );
+
+    let after = out.scenario("after");
+    assert_eq!(strs(&after["ids"]), ["after0", "after1"]);
+    assert_eq!(
+        strs(&after["marks"]),
+        ["good0", "good1", "after0", "after1"]
+    );
 }

@@ -1,6 +1,7 @@
 //! Serving a running Flow over gRPC: Jina's services plus `grpc.health.v1` and server
 //! reflection v1alpha (which Jina's gateway needs to use an Executor), gzip and deflate accepted,
-//! and no message-size limit unless one is configured (Jina sets none anywhere).
+//! no message-size limit unless one is configured (Jina sets none anywhere), and Jina's
+//! `is-error` trailer on unary replies that carry an Executor error.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server as TonicServer;
 use tonic::transport::server::TcpIncoming;
 
+use super::error_trailer::ErrorTrailerLayer;
 use super::pb::jina::{
     jina_data_request_rpc_server::JinaDataRequestRpcServer,
     jina_discover_endpoints_rpc_server::JinaDiscoverEndpointsRpcServer,
@@ -128,6 +130,7 @@ impl Server {
             .map_err(|e| Error::Serve(e.to_string()))?;
 
         let router = TonicServer::builder()
+            .layer(ErrorTrailerLayer)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(configured!(

@@ -21,6 +21,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::codec;
+use super::error_trailer::unary_reply;
 use super::pb::jina::{
     DataRequestListProto, DataRequestProto, EndpointsProto, HeaderProto, JinaInfoProto,
     StatusProto, data_request_proto, jina_data_request_rpc_server,
@@ -290,7 +291,7 @@ impl jina_single_data_request_rpc_server::JinaSingleDataRequestRpc for JinaServi
         let endpoint = endpoint_from(request.metadata());
         run_one(self.inner.clone(), request.into_inner(), endpoint)
             .await
-            .map(Response::new)
+            .map(unary_reply)
             .map_err(|f| f.status)
     }
 }
@@ -311,7 +312,7 @@ impl jina_data_request_rpc_server::JinaDataRequestRpc for JinaService {
                 Ok(r) => parts.push(r),
                 Err(e) => {
                     let status = executor_status("ValueError", &e.to_string(), "gateway");
-                    return Ok(Response::new(error_reply(header, status, None)));
+                    return Ok(unary_reply(error_reply(header, status, None)));
                 }
             }
         }
@@ -332,7 +333,7 @@ impl jina_data_request_rpc_server::JinaDataRequestRpc for JinaService {
         }
         self.inner.as_served(&mut req);
         let result = flow(&self.inner).call(req).await;
-        finish(&self.inner, header, result).map(Response::new)
+        finish(&self.inner, header, result).map(unary_reply)
     }
 }
 
