@@ -18,7 +18,8 @@ type Calls = Arc<Mutex<Vec<(String, i64, usize)>>>;
 
 /// `/embed` is batched (4 docs), sleeps `ms` and tags each doc with the size of its call;
 /// `/bad` (batched) drops a doc; `/count` (batched) answers with results; `/refuse` (batched)
-/// tags each doc `seen` and fails; `/plain` is not batched.
+/// tags each doc `seen` and fails; `/plain` is not batched; `/fussy` (batched, served alone
+/// on error) fails batches and panics on a doc named `panic`.
 struct Batcher {
     calls: Calls,
 }
@@ -34,6 +35,8 @@ impl Executor for Batcher {
         r.on("/refuse", Batcher::refuse)
             .dynamic_batching(DynamicBatching::new(4));
         r.on("/plain", Batcher::embed);
+        r.on("/fussy", Batcher::fussy)
+            .dynamic_batching(DynamicBatching::new(4).alone_on_error());
     }
 }
 
@@ -69,6 +72,21 @@ impl Batcher {
             d.tags_mut().insert("seen".into(), Value::Bool(true));
         }
         Err(ExecutorError::named("ValueError", "refused"))
+    }
+
+    /// Fails any call of more than one doc, panics on a doc with id `panic`, else tags `ok`.
+    fn fussy(&mut self, req: &mut Request, _: &Context) -> Result<(), ExecutorError> {
+        self.note(req);
+        if req.docs.len() > 1 {
+            return Err(ExecutorError::named("ValueError", "one at a time"));
+        }
+        if req.docs.iter().any(|d| d.id() == "panic") {
+            panic!("panic on purpose");
+        }
+        for d in req.docs.iter_mut() {
+            d.tags_mut().insert("ok".into(), Value::Bool(true));
+        }
+        Ok(())
     }
 
     fn count(&mut self, req: &mut Request, _: &Context) -> Output {
@@ -711,4 +729,37 @@ async fn a_bad_query_fails_alone_not_the_searches_batched_with_it() {
         }
         dep.close();
     }
+}
+
+/// A failed batch served again request by request, whose second request panics the replica:
+/// the requests after it are not lost with the replica; they are served (by the replica started
+/// in its place) and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_after_a_panic_in_a_failed_batch_are_still_served() {
+    let (dep, calls) = started();
+    let ids = ["a", "panic", "c", "d"];
+    let answers = behind_a_hold(
+        &dep,
+        futures::future::join_all(ids.iter().map(|id| dep.post("/fussy", Doc::with_id(*id)))),
+    )
+    .await;
+    assert_eq!(
+        sizes(&calls, "/fussy").first(),
+        Some(&4),
+        "the four queued requests were batched first"
+    );
+    for (id, answer) in ids.iter().zip(answers) {
+        match *id {
+            "panic" => {
+                let err = answer.expect_err("the panicking request fails").to_string();
+                assert!(err.contains("panic on purpose"), "{err}");
+            }
+            _ => {
+                let docs = answer.unwrap_or_else(|e| panic!("request {id} is lost: {e}"));
+                assert_eq!(docs[0].id(), *id);
+                assert_eq!(docs[0].tag("ok"), Some(&Value::Bool(true)), "{id}");
+            }
+        }
+    }
+    dep.close();
 }

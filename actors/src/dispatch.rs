@@ -253,6 +253,13 @@ impl Job {
         self.request.take().unwrap_or_default()
     }
 
+    /// Hands `request` back unserved: the job goes back to the front of the queue, for the
+    /// next replica that frees up.
+    pub(crate) fn put_back(mut self, request: Request) {
+        self.request = Some(request);
+        // Dropping a job that holds its request and its caller requeues it.
+    }
+
     /// Answers the caller. The job's room in the shard is given back first, so a caller that
     /// has its answer can always send again.
     pub(crate) fn reply(mut self, result: Result<Request, DispatchError>) {

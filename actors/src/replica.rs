@@ -290,12 +290,16 @@ impl ReplicaActor {
         ctx: &mut Context<Self>,
     ) -> bool {
         let mut docs = std::mem::take(&mut merged.docs).into_vec().into_iter();
-        for (job, req, n) in parts {
+        let mut parts = parts.into_iter();
+        while let Some((job, req, n)) = parts.next() {
             // A batch of one, so that the endpoint's rules on batched output still hold.
             let one = req.with_docs(docs.by_ref().take(n).collect());
-            // A replica that stops here leaves the remaining jobs to be dropped, which puts
-            // them back in the queue.
             if !self.run(one, Reply::Batch(vec![(job, req, n)]), ctx) {
+                // The replica is stopping (a handler panicked): the requests not yet served
+                // go back to the queue, with their docs, for another replica.
+                for (job, req, n) in parts {
+                    job.put_back(req.with_docs(docs.by_ref().take(n).collect()));
+                }
                 return false;
             }
         }

@@ -1171,6 +1171,9 @@ fn log_bytes(req: &Request) -> Result<bytes::Bytes, postcard::Error> {
         let buf = postcard::to_extend(req, std::mem::take(scratch))?;
         let bytes = bytes::Bytes::copy_from_slice(&buf);
         *scratch = buf;
+        // Emptied first: `shrink_to` never goes below the length, and a rare huge write's
+        // buffer is not to be kept.
+        scratch.clear();
         scratch.shrink_to(super::SCRATCH_KEEP);
         Ok(bytes)
     })
