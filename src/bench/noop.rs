@@ -268,6 +268,14 @@ async fn startup(rec: &mut Recorder, first: bool) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// Issue 6: in process, at least this many no-op posts per second.
+const IN_PROCESS_TARGET: f64 = 200_000.0;
+
+/// Issues 4 and 6: over gRPC, at least 20× Jina's posts/s measured on the same machine.
+fn at_least_20x(ours: Option<f64>, jina: f64) -> Option<(String, bool)> {
+    ours.map(|o| ("≥ 20× Jina".into(), o >= 20.0 * jina))
+}
+
 fn compare(rec: &mut Recorder, c: &NoopConfig) {
     let grpc = Mode::Grpc.label();
     let inproc = Mode::InProcess.label();
@@ -320,7 +328,7 @@ fn compare(rec: &mut Recorder, c: &NoopConfig) {
         "posts/s",
         &format!("{src}: raw_seq, 1 replica, sequential unary on a persistent channel"),
         true,
-        None,
+        at_least_20x(rec.median(&seq, grpc, "throughput"), jina::NOOP_RAW_SEQ_RPS),
     );
     rec.compare(
         &format!("gRPC, {seq}: latency p50"),
@@ -341,26 +349,46 @@ fn compare(rec: &mut Recorder, c: &NoopConfig) {
         None,
     );
     let many = variant(1, 16);
-    for (fig, what) in [
+    for (fig, what, judged) in [
         (
             jina::NOOP_RAW8_RPS,
             "raw8, 1 replica, 8 concurrent unary calls (Jina's best concurrent figure)",
+            true,
         ),
         (
             jina::NOOP_ASYNC8_RPS,
             "async8, 1 replica, 8 asyncio clients",
+            false,
         ),
     ] {
+        let ours = rec.median(&many, grpc, "throughput");
         rec.compare(
             &format!("gRPC, {many}: posts/s"),
-            rec.median(&many, grpc, "throughput"),
+            ours,
             Some(fig),
             "posts/s",
             &format!("{src}: {what}"),
             true,
-            None,
+            if judged {
+                at_least_20x(ours, fig)
+            } else {
+                None
+            },
         );
     }
+
+    // Issue 6's in-process target: throughput, so with the most clients measured.
+    let busiest = variant(1, c.clients.iter().copied().max().unwrap_or(1));
+    let inproc_many = rec.median(&busiest, inproc, "throughput");
+    rec.compare(
+        &format!("in-process, {busiest}: posts/s"),
+        inproc_many,
+        Some(IN_PROCESS_TARGET),
+        "posts/s",
+        "issue 6's target for in-process posts",
+        true,
+        inproc_many.map(|x| ("≥ 200,000 posts/s".into(), x >= IN_PROCESS_TARGET)),
+    );
 
     let rss = rec.median(STARTUP, inproc, "process RSS after start");
     rec.compare(

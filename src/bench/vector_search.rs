@@ -801,6 +801,33 @@ fn compare(rec: &mut Recorder, vc: &VectorConfig, thread_counts: &[usize]) {
             true,
             None,
         );
+        // Issue 6's absolute targets, for the seed's sizes: N = 100,000 indexed in under 2 s,
+        // Q = 1,000 queries in under 3 s.
+        let seed_sizes = vc.n == 100_000 && vc.q == 1_000;
+        let index_s = rec.median(&one.name, g, "index time");
+        rec.compare(
+            &format!("{}, {g}: index time", one.name),
+            index_s,
+            Some(jina::SEED_R1_INDEX_S),
+            "s",
+            "the seed's own figure (its machine): 100,000 docs in 18.9 s",
+            false,
+            index_s
+                .filter(|_| seed_sizes)
+                .map(|t| ("< 2 s".into(), t < 2.0)),
+        );
+        let search_s = rec.median(&one.name, g, "search time");
+        rec.compare(
+            &format!("{}, {g}: search time", one.name),
+            search_s,
+            Some(jina::SEED_R1_SEARCH_S),
+            "s",
+            "the seed's own figure (its machine): 1,000 queries in 386 s",
+            false,
+            search_s
+                .filter(|_| seed_sizes)
+                .map(|t| ("< 3 s".into(), t < 3.0)),
+        );
     }
     // Issue 5's benchmark: the Raft run against the plain one of the same run, and Jina's.
     let stateful = vc.variants.iter().find(|v| v.name.contains("stateful"));
