@@ -13,6 +13,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use crate::grpc::client::{Client, ClientError};
 use crate::grpc::server::{ServeOptions, Server};
 use crate::grpc::service::Role;
+use crate::grpc::tls::ServerTls;
 use crate::{Deployment, Error, Flow, Running};
 
 /// flotilla: Jina-style Flows and Deployments of Executors on an actor runtime.
@@ -45,6 +46,14 @@ pub enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
+        /// Serve over TLS with this certificate chain (PEM), as Jina's `--ssl-certfile` (default: the
+        /// YAML's `with: ssl_certfile`).
+        #[arg(long, requires = "ssl_keyfile")]
+        ssl_certfile: Option<PathBuf>,
+        /// The certificate's private key (PEM), as Jina's `--ssl-keyfile` (default: the YAML's
+        /// `with: ssl_keyfile`).
+        #[arg(long, requires = "ssl_certfile")]
+        ssl_keyfile: Option<PathBuf>,
         /// Validate and print the topology without starting anything.
         #[arg(long)]
         dry_run: bool,
@@ -61,6 +70,12 @@ pub enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
+        /// Serve over TLS with this certificate chain (PEM), as Jina's `--ssl-certfile`.
+        #[arg(long, requires = "ssl_keyfile")]
+        ssl_certfile: Option<PathBuf>,
+        /// The certificate's private key (PEM), as Jina's `--ssl-keyfile`.
+        #[arg(long, requires = "ssl_certfile")]
+        ssl_keyfile: Option<PathBuf>,
         /// Validate and print the topology without starting anything.
         #[arg(long)]
         dry_run: bool,
@@ -163,30 +178,45 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             uses,
             port,
             host,
+            ssl_certfile,
+            ssl_keyfile,
             dry_run,
         } => {
             let flow = Flow::load(&uses)?;
-            let port = port.or(flow.settings().port).unwrap_or(12345);
+            let settings = flow.settings();
+            let port = port.or(settings.port).unwrap_or(12345);
+            let certfile = ssl_certfile.or_else(|| settings.ssl_certfile.clone().map(Into::into));
+            let keyfile = ssl_keyfile.or_else(|| settings.ssl_keyfile.clone().map(Into::into));
+            let mut opts = ServeOptions::new(Role::Gateway);
+            opts.tls = tls(certfile, keyfile)?;
+            // Jina's `with: prefetch`; 0 is no limit, as in Jina.
+            if let Some(p) = settings.prefetch {
+                opts.prefetch = if p == 0 { usize::MAX } else { p };
+            }
             let graph = flow.graph()?;
             describe(&uses, &graph);
             if dry_run {
                 return Ok(());
             }
-            serve(flow.start()?, &host, port, Role::Gateway).await
+            serve_with(flow.start()?, &host, port, opts).await
         }
         Command::Deployment {
             uses,
             port,
             host,
+            ssl_certfile,
+            ssl_keyfile,
             dry_run,
         } => {
             let dep = Deployment::load(&uses)?;
+            let mut opts = ServeOptions::new(Role::Gateway);
+            opts.tls = tls(ssl_certfile, ssl_keyfile)?;
             let graph = dep.graph()?;
             describe(&uses, &graph);
             if dry_run {
                 return Ok(());
             }
-            serve(dep.start()?, &host, port, Role::Gateway).await
+            serve_with(dep.start()?, &host, port, opts).await
         }
         Command::Executor {
             uses,
@@ -354,12 +384,22 @@ fn describe(path: &std::path::Path, graph: &flotilla_actors::graph::Graph) {
     print!("{}", crate::topology::describe(graph));
 }
 
-/// Serves `running` on `host:port` until Ctrl-C or SIGTERM, then stops: the server first (open calls
-/// finish), then the Flow (in-flight requests finish).
-async fn serve(running: Running, host: &str, port: u16, role: Role) -> Result<(), Error> {
-    serve_with(running, host, port, ServeOptions::new(role)).await
+/// The certificate and key to serve with, read (and checked) before anything starts.
+fn tls(certfile: Option<PathBuf>, keyfile: Option<PathBuf>) -> Result<Option<ServerTls>, Error> {
+    match (certfile, keyfile) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(ServerTls::from_files(&cert, &key)?)),
+        (Some(_), None) => Err(Error::Serve(
+            "ssl_certfile is given without ssl_keyfile: TLS needs both".into(),
+        )),
+        (None, Some(_)) => Err(Error::Serve(
+            "ssl_keyfile is given without ssl_certfile: TLS needs both".into(),
+        )),
+    }
 }
 
+/// Serves `running` on `host:port` until Ctrl-C or SIGTERM, then stops: the server first (open
+/// calls finish), then the Flow (in-flight requests finish).
 async fn serve_with(
     running: Running,
     host: &str,
@@ -370,8 +410,9 @@ async fn serve_with(
         .parse()
         .map_err(|e| Error::Serve(format!("{host}:{port}: {e}")))?;
     let running = Arc::new(running);
+    let scheme = if opts.tls.is_some() { "grpcs" } else { "grpc" };
     let server = Server::start(running.clone(), addr, opts).await?;
-    println!("serving on grpc://{}", server.local_addr());
+    println!("serving on {scheme}://{}", server.local_addr());
     stop_signal().await;
     tracing::info!("stopping: in-flight requests finish first");
     server.stop().await;

@@ -20,6 +20,9 @@ pub enum Error {
     /// A gRPC client call failed.
     #[error(transparent)]
     Client(#[from] crate::grpc::client::ClientError),
+    /// A server's TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::grpc::tls::TlsError),
     /// A server could not be set up.
     #[error("cannot serve: {0}")]
     Serve(String),

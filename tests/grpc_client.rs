@@ -564,8 +564,11 @@ async fn nothing_listening_is_an_error_not_a_hang() {
     let err = within(30, lazy.post("/", docs(1))).await.unwrap_err();
     assert!(matches!(err, ClientError::Status(_)), "{err:?}");
 
-    let err = Client::new("grpcs://localhost:443").unwrap_err();
-    assert!(err.to_string().contains("TLS"), "{err}");
+    // grpcs:// is TLS (tests/tls.rs); Jina's HTTP protocol is not spoken.
+    let tls = Client::new("grpcs://localhost:443").unwrap();
+    assert_eq!(tls.addr(), "grpcs://localhost:443");
+    let err = Client::new("https://localhost:443").unwrap_err();
+    assert!(err.to_string().contains("gRPC only"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,7 +616,10 @@ async fn flotilla_ping_answers_serving_or_fails() {
         assert!(stderr.contains(&closed), "{stderr}");
     }
 
-    let out = flotilla(&["ping", "grpcs://localhost:1"]).await;
+    // Over TLS to where nothing listens: the same failure, naming the grpcs:// address.
+    let closed = format!("grpcs://localhost:{}", closed_addr().port());
+    let out = flotilla(&["ping", &closed, "--timeout-ms", "2000"]).await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&closed), "{stderr}");
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use flotilla::actors::executor::factory;
 use flotilla::grpc::server::{ServeOptions, Server};
 use flotilla::grpc::service::Role;
+use flotilla::grpc::tls::ServerTls;
 use flotilla::{
     Context, Doc, Exec, Executor, ExecutorError, Flow, NdArray, Request, Requests, Value,
 };
@@ -280,12 +281,24 @@ impl Output {
 
 /// Runs `tests/interop/<script> args…` with `python`, within `secs` seconds.
 async fn run_script(python: &Path, script: &str, args: &[String], secs: u64) -> Output {
+    run_script_with(python, script, args, &[], secs).await
+}
+
+/// [`run_script`] with extra environment variables.
+async fn run_script_with(
+    python: &Path,
+    script: &str,
+    args: &[String],
+    env: &[(&str, &std::ffi::OsStr)],
+    secs: u64,
+) -> Output {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(script);
     let mut cmd = Command::new(python);
     cmd.arg(&path)
         .args(args)
+        .envs(env.iter().copied())
         .env("JINA_LOG_LEVEL", "ERROR")
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
@@ -442,6 +455,46 @@ async fn a_stock_client_round_trips_docs_through_a_flotilla_flow() {
             "embedding of t{i}: {emb:?}"
         );
         assert_eq!(d["matches"], json!([]), "TextDoc has no matches field");
+    }
+    server.stop().await;
+}
+
+/// Jina's client with `tls=True` against a gateway serving a certificate for localhost (Jina's
+/// `ssl_certfile`/`ssl_keyfile`); the client trusts its CA through gRPC's
+/// `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_client_posts_over_tls_to_a_flotilla_gateway() {
+    let Some(py) = python() else { return };
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("rcgen makes a certificate");
+    let (cert, key) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let mut opts = ServeOptions::new(Role::Gateway);
+    opts.tls = Some(ServerTls::from_pem(cert, key).expect("PEM blocks"));
+    let running = Arc::new(client_flow().start().expect("the test Flow is valid"));
+    let server = Server::start(running, "127.0.0.1:0".parse().unwrap(), opts)
+        .await
+        .expect("the TLS gateway binds");
+    let args = vec![
+        server.local_addr().port().to_string(),
+        "ready".into(),
+        "roundtrip".into(),
+    ];
+    let env = [
+        ("FLOTILLA_TLS", std::ffi::OsStr::new("1")),
+        ("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", ca.as_os_str()),
+    ];
+    let out = run_script_with(&py, "client.py", &args, &env, 180).await;
+    assert_eq!(out.scenario("ready")["ready"], true);
+    let docs = out.scenario("roundtrip")["docs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(docs.len(), 5);
+    for (i, d) in docs.iter().enumerate() {
+        check_scored_doc(d, i, 5, Some("rt"), false);
     }
     server.stop().await;
 }

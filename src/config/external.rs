@@ -1,7 +1,8 @@
 //! The addresses of an external Executor, by Jina's rules (jina-protocol.md §4.11): `host` and
 //! `port` may each be one value or a list; one host and N ports, N hosts and one port, or N of
 //! each (paired) make N replicas; a host may carry its own port (`'localhost:12345'`) and a
-//! scheme (`grpc://`). TLS (`grpcs://`, `https://`) is not served yet and is an error.
+//! scheme (`grpc://`). TLS to an external Executor (`grpcs://`, `https://`) is not spoken yet
+//! and is an error.
 
 use super::exec::{OneOrMany, Scalar};
 

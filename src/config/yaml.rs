@@ -24,6 +24,10 @@ pub struct FlowWith {
     pub protocol: Option<String>,
     /// Requests in flight per client stream.
     pub prefetch: Option<usize>,
+    /// The gateway serves over TLS with this certificate chain (PEM; `flotilla flow`).
+    pub ssl_certfile: Option<String>,
+    /// The certificate's private key (PEM).
+    pub ssl_keyfile: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +54,7 @@ struct DeploymentDoc {
 
 /// What a YAML file describes.
 pub enum Loaded {
-    Flow(Flow),
+    Flow(Box<Flow>),
     Deployment(Box<Deployment>),
 }
 
@@ -58,7 +62,7 @@ impl Loaded {
     /// The Flow, if the YAML was a Flow.
     pub fn into_flow(self) -> Option<Flow> {
         match self {
-            Loaded::Flow(f) => Some(f),
+            Loaded::Flow(f) => Some(*f),
             Loaded::Deployment(_) => None,
         }
     }
@@ -145,11 +149,11 @@ pub fn parse(text: &str, file: Option<&str>) -> Result<Loaded, ConfigErrors> {
                     format!("protocol '{p}' is not served; flotilla speaks grpc"),
                 ));
             }
-            Ok(Loaded::Flow(Flow::new().with_yaml(
+            Ok(Loaded::Flow(Box::new(Flow::new().with_yaml(
                 doc.executors,
                 lines,
                 with,
-            )))
+            ))))
         }
         "Deployment" => {
             let exec = if map.contains_key("with") {

@@ -31,8 +31,12 @@
 //! - One HTTP/2 connection per [`Client`] (clones share it), no message-size limits (Jina sets
 //!   `-1`), no compression unless asked for, Jina's keepalive settings.
 //!
-//! Not supported: TLS (`grpcs://`), Jina's HTTP and WebSocket protocols, and Jina's retry loop
-//! (`max_attempts`).
+//! - `grpcs://host:port` (or [`ClientBuilder::tls`], Jina's `tls=True`) speaks TLS, checking the
+//!   server's certificate against the system's roots, the CA given with
+//!   [`ClientBuilder::ca_certificate`], or the file `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` names (as
+//!   gRPC's own clients do).
+//!
+//! Not supported: Jina's HTTP and WebSocket protocols, and Jina's retry loop (`max_attempts`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -46,6 +50,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Endpoint};
+
+use super::tls::Roots;
 use tonic::{Status, Streaming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -65,9 +71,16 @@ use crate::actors::request::{Params, Request};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The address cannot be used: malformed, no port, or a scheme this client does not speak
-    /// (`grpcs://` — TLS is not supported yet —, `http://`, `ws://`).
+    /// (`http://`, `ws://`).
     #[error("{addr}: {reason}")]
     Address { addr: String, reason: String },
+    /// The trusted roots for TLS cannot be used (an unreadable file, no certificate in it).
+    #[error("{addr}: TLS: {source}")]
+    Tls {
+        addr: String,
+        #[source]
+        source: super::tls::TlsError,
+    },
     /// [`Client::connect`] could not open a connection.
     #[error("cannot connect to {addr}: {}", chain(source))]
     Connect {
@@ -97,7 +110,7 @@ pub enum ClientError {
 
 /// The causes of an error, each once, `: `-separated (tonic's transport errors say little
 /// themselves: the reason is in their sources).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -253,9 +266,25 @@ pub struct ClientBuilder {
     compression: Option<Compression>,
     connect_timeout: Option<Duration>,
     timeout: Option<Duration>,
+    tls: bool,
+    roots: Roots,
 }
 
 impl ClientBuilder {
+    /// Speaks TLS even to a `host:port` or `grpc://` address (Jina's `tls=True`); `grpcs://`
+    /// turns it on by itself.
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
+    /// Trusts only this CA (PEM) for TLS, instead of the system's roots; implies [`Self::tls`].
+    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots = Roots::Ca(pem.into());
+        self.tls = true;
+        self
+    }
+
     /// Compresses every message sent with `c` and accepts compressed answers. Off by default,
     /// as in Jina.
     pub fn compression(mut self, c: Compression) -> Self {
@@ -280,11 +309,38 @@ impl ClientBuilder {
     /// A client that connects on its first call (and reconnects after failures by itself). Fails
     /// only on an unusable address; needs no runtime until the first call.
     pub fn build(self) -> Result<Client, ClientError> {
-        let (addr, uri) = parse_addr(&self.addr)?;
+        let parsed = parse_addr(&self.addr)?;
+        let tls = self.tls || parsed.tls;
+        let (addr, uri) = if tls {
+            (
+                format!("grpcs://{}:{}", parsed.host, parsed.port),
+                format!("https://{}:{}", parsed.host, parsed.port),
+            )
+        } else {
+            (
+                format!("grpc://{}:{}", parsed.host, parsed.port),
+                format!("http://{}:{}", parsed.host, parsed.port),
+            )
+        };
         let mut endpoint = Endpoint::from_shared(uri).map_err(|e| ClientError::Address {
             addr: self.addr.clone(),
             reason: chain(&e),
         })?;
+        if tls {
+            let config = self
+                .roots
+                .config(&parsed.host)
+                .map_err(|source| ClientError::Tls {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| ClientError::Address {
+                    addr: addr.clone(),
+                    reason: format!("TLS: {}", chain(&e)),
+                })?;
+        }
         // Jina's channel options (jina-protocol.md §2.1): keepalive 9999 ms, timeout 4999 ms,
         // pings without calls too.
         endpoint = endpoint
@@ -325,23 +381,28 @@ impl ClientBuilder {
     }
 }
 
-/// `grpc://host:port` or `host:port` as `(grpc://host:port, http://host:port)`.
-fn parse_addr(addr: &str) -> Result<(String, String), ClientError> {
+/// An address taken apart: `[scheme://]host:port`.
+#[derive(Debug, PartialEq)]
+struct Parsed {
+    /// As given, with the brackets of an IPv6 host.
+    host: String,
+    port: u16,
+    /// `grpcs://`.
+    tls: bool,
+}
+
+/// `grpc://host:port`, `grpcs://host:port` or `host:port`.
+fn parse_addr(addr: &str) -> Result<Parsed, ClientError> {
     let bad = |reason: &str| ClientError::Address {
         addr: addr.to_owned(),
         reason: reason.to_owned(),
     };
     let trimmed = addr.trim();
-    let rest = match trimmed.split_once("://") {
-        None => trimmed,
+    let (rest, tls) = match trimmed.split_once("://") {
+        None => (trimmed, false),
         Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
-            "grpc" => rest,
-            "grpcs" => {
-                return Err(bad(
-                    "TLS (grpcs://) is not supported by flotilla's client; use grpc:// \
-                     (a TLS-terminating proxy in front of the gateway works)",
-                ));
-            }
+            "grpc" => (rest, false),
+            "grpcs" => (rest, true),
             "http" | "https" | "ws" | "wss" => {
                 return Err(bad(
                     "this is Jina's HTTP/WebSocket protocol; flotilla's client speaks gRPC \
@@ -367,10 +428,11 @@ fn parse_addr(addr: &str) -> Result<(String, String), ClientError> {
     let port: u16 = port
         .parse()
         .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
-    Ok((
-        format!("grpc://{host}:{port}"),
-        format!("http://{host}:{port}"),
-    ))
+    Ok(Parsed {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
 }
 
 struct Inner {
@@ -420,6 +482,8 @@ impl Client {
             compression: None,
             connect_timeout: None,
             timeout: None,
+            tls: false,
+            roots: Roots::default(),
         }
     }
 
@@ -866,16 +930,19 @@ mod tests {
 
     #[test]
     fn addresses() {
-        let ok = |a: &str| parse_addr(a).map(|(c, _)| c).unwrap();
+        let ok = |a: &str| Client::new(a).unwrap().addr().to_owned();
         assert_eq!(ok("grpc://localhost:12345"), "grpc://localhost:12345");
         assert_eq!(ok("localhost:12345"), "grpc://localhost:12345");
         assert_eq!(ok(" GRPC://127.0.0.1:1/ "), "grpc://127.0.0.1:1");
         assert_eq!(ok("grpc://[::1]:80"), "grpc://[::1]:80");
+        let parsed = |a: &str| parse_addr(a).unwrap();
+        let p = parsed("grpcs://[::1]:443");
+        assert_eq!((p.host.as_str(), p.port, p.tls), ("[::1]", 443, true));
+        assert!(!parsed("h:1").tls);
         let reason = |a: &str| match parse_addr(a) {
             Err(ClientError::Address { reason, .. }) => reason,
             other => panic!("{a}: {other:?}"),
         };
-        assert!(reason("grpcs://h:1").contains("TLS"));
         assert!(reason("http://h:1").contains("gRPC only"));
         assert!(reason("foo://h:1").contains("unknown scheme"));
         assert!(reason("grpc://h").contains("no port"));

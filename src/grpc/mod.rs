@@ -10,6 +10,7 @@
 //! - [`client`]: a client of a gateway, like Jina's Python `Client(protocol='grpc')`.
 //! - [`raft`]: Raft between the replica processes of a stateful Executor.
 //! - [`schema`]: endpoint schemas in the shape Jina's gateway rebuilds classes from.
+//! - [`tls`]: certificates for a server over TLS, trusted roots for a client of one.
 
 pub mod client;
 pub mod codec;
@@ -21,3 +22,4 @@ pub mod schema;
 pub mod server;
 pub mod service;
 pub mod status;
+pub mod tls;

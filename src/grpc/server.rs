@@ -1,7 +1,8 @@
 //! Serving a running Flow over gRPC: Jina's services plus `grpc.health.v1` and server
 //! reflection v1alpha (which Jina's gateway needs to use an Executor), gzip and deflate accepted,
 //! no message-size limit unless one is configured (Jina sets none anywhere), and Jina's
-//! `is-error` trailer on unary replies that carry an Executor error.
+//! `is-error` trailer on unary replies that carry an Executor error. Given a certificate and
+//! key ([`ServeOptions::tls`]), it serves over TLS only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server as TonicServer;
 use tonic::transport::server::TcpIncoming;
 
+use super::client::chain;
 use super::error_trailer::ErrorTrailerLayer;
 use super::pb::jina::{
     jina_data_request_rpc_server::JinaDataRequestRpcServer,
@@ -23,6 +25,7 @@ use super::pb::jina::{
 };
 use super::raft::RaftService;
 use super::service::{JinaService, Role};
+use super::tls::ServerTls;
 use crate::Running;
 use crate::error::Error;
 use flotilla_actors::raft::group::RaftGroup;
@@ -43,6 +46,8 @@ pub struct ServeOptions {
     /// The Raft group of a stateful replica process: its `flotilla.Raft` service is served
     /// beside Jina's.
     pub raft: Option<Arc<RaftGroup>>,
+    /// Serve over TLS with this certificate and key (Jina's `ssl_certfile`, `ssl_keyfile`).
+    pub tls: Option<ServerTls>,
 }
 
 impl ServeOptions {
@@ -55,6 +60,7 @@ impl ServeOptions {
             max_message_size: None,
             compression: None,
             raft: None,
+            tls: None,
         }
     }
 }
@@ -129,7 +135,15 @@ impl Server {
             .build_v1alpha()
             .map_err(|e| Error::Serve(e.to_string()))?;
 
-        let router = TonicServer::builder()
+        let mut builder = TonicServer::builder();
+        if let Some(tls) = &opts.tls {
+            // Parses the certificate and key: a key that is not one, or does not fit, is an
+            // error here, before anything is served.
+            builder = builder
+                .tls_config(tls.config())
+                .map_err(|e| Error::Serve(format!("TLS with {}: {}", tls.source(), chain(&e))))?;
+        }
+        let router = builder
             .layer(ErrorTrailerLayer)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
@@ -162,7 +176,8 @@ impl Server {
         let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         }));
-        tracing::info!("serving {:?} on grpc://{addr}", opts.role);
+        let scheme = if opts.tls.is_some() { "grpcs" } else { "grpc" };
+        tracing::info!("serving {:?} on {scheme}://{addr}", opts.role);
         Ok(Server {
             addr,
             stop: Some(stop),

@@ -200,7 +200,12 @@ SCENARIOS = {
 
 def main():
     port = int(sys.argv[1])
-    c = Client(host=HOST, port=port, protocol='grpc')
+    # FLOTILLA_TLS=1: over TLS to a gateway whose certificate names localhost; gRPC reads the
+    # trusted CA from GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (set by the test).
+    if os.environ.get('FLOTILLA_TLS') == '1':
+        c = Client(host='localhost', port=port, protocol='grpc', tls=True)
+    else:
+        c = Client(host=HOST, port=port, protocol='grpc')
     for name in sys.argv[2:]:
         try:
             SCENARIOS[name](c)
