@@ -103,6 +103,13 @@ pub enum Command {
         port: Option<u16>,
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
+        /// Serve over TLS with this certificate chain (PEM), as Jina's `--ssl-certfile`; a
+        /// gateway reaches it at `grpcs://host:port` (or with `tls: true`).
+        #[arg(long, requires = "ssl_keyfile")]
+        ssl_certfile: Option<PathBuf>,
+        /// The certificate's private key (PEM), as Jina's `--ssl-keyfile`.
+        #[arg(long, requires = "ssl_certfile")]
+        ssl_keyfile: Option<PathBuf>,
         /// The Executor's workspace (with `--stateful`: its Raft log and snapshots live in
         /// `<workspace>/raft/<shard-id>/<replica-id>/`).
         #[arg(long)]
@@ -226,6 +233,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             replicas,
             port,
             host,
+            ssl_certfile,
+            ssl_keyfile,
             workspace,
             stateful,
             replica_id,
@@ -264,10 +273,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 dep = dep.stateful(true).raft_cluster(cluster);
             }
             let port = port.ok_or_else(|| Error::Serve("--port is required".into()))?;
+            let tls = tls(ssl_certfile, ssl_keyfile)?;
+            if stateful && tls.is_some() {
+                // Its peers reach its Raft service on the same port, and they speak plain gRPC.
+                return Err(Error::Serve(
+                    "--ssl-certfile with --stateful: Raft between replica processes does not \
+                     speak TLS yet"
+                        .into(),
+                ));
+            }
             let running = dep.start()?;
             let raft = running.kernel().routers()[0].shards()[0].raft().cloned();
             let mut opts = ServeOptions::new(Role::Executor);
             opts.raft = raft;
+            opts.tls = tls;
             serve_with(running, &host, port, opts).await
         }
         Command::Ping {

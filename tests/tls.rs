@@ -266,3 +266,131 @@ async fn flotilla_flow_serves_tls_from_its_yaml_and_ping_checks_it() {
         "{err}"
     );
 }
+
+/// Waits for `serving on …` on a child's stdout and returns that line.
+async fn serving_line(child: &mut tokio::process::Child) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    within(60, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("serving on ") {
+                return line;
+            }
+        }
+        panic!("the process ended before serving");
+    })
+    .await
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn vector(id: &str, v: [f32; 2]) -> Doc {
+    Doc::with_id(id).with_embedding(NdArray::from_f32(v.to_vec()))
+}
+
+/// A `flotilla executor` serving TLS (`--ssl-certfile/--ssl-keyfile`) is an external Executor
+/// of a `flotilla flow` at `grpcs://` (Jina's scheme), trusted through
+/// `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`: docs indexed through the Flow are found by a search
+/// through it. The same address in plain gRPC, or over TLS without trusting the CA, fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_calls_an_external_executor_over_tls() {
+    let (cert, key) = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let (exec_port, flow_port) = (free_port(), free_port());
+
+    let mut executor = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "executor",
+            "--uses",
+            "ExactNNIndexer",
+            "--uses-with",
+            r#"{"dim": 2}"#,
+        ])
+        .args(["--host", "127.0.0.1", "--port", &exec_port.to_string()])
+        .arg("--ssl-certfile")
+        .arg(&cert_file)
+        .arg("--ssl-keyfile")
+        .arg(&key_file)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        serving_line(&mut executor).await,
+        format!("serving on grpcs://127.0.0.1:{exec_port}")
+    );
+
+    let yaml = dir.path().join("flow.yml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "jtype: Flow\nwith:\n  port: {flow_port}\nexecutors:\n  - name: idx\n    \
+             external: true\n    host: grpcs://localhost:{exec_port}\n"
+        ),
+    )
+    .unwrap();
+    let mut flow = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["flow", "--host", "127.0.0.1", "--uses"])
+        .arg(&yaml)
+        .env(flotilla::grpc::tls::ROOTS_ENV, &cert_file)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    serving_line(&mut flow).await;
+
+    let client = Client::new(&format!("grpc://127.0.0.1:{flow_port}")).expect("an address");
+    let index: DocList = [
+        vector("east", [1.0, 0.0]),
+        vector("north", [0.0, 1.0]),
+        vector("west", [-1.0, 0.0]),
+    ]
+    .into_iter()
+    .collect();
+    within(30, client.post("/index", index))
+        .await
+        .expect("indexed through the TLS Executor");
+    let found = within(30, client.post("/search", vector("q", [0.9, 0.2])))
+        .await
+        .expect("searched through the TLS Executor");
+    let matches: Vec<&str> = found[0]
+        .matches()
+        .expect("matches")
+        .iter()
+        .map(|m| m.id())
+        .collect();
+    assert_eq!(matches, ["east", "north", "west"]);
+
+    // The Executor serves TLS only: the same address spoken to in plain gRPC is refused, and
+    // over TLS (`tls: true`) without trusting its CA the handshake fails; neither reaches it.
+    for tls in [false, true] {
+        let plain = flotilla::Flow::new()
+            .add(
+                flotilla::Exec::new()
+                    .name("idx")
+                    .external_at(vec![format!("localhost:{exec_port}")])
+                    .tls(tls),
+            )
+            .start()
+            .expect("the Flow starts (connections are made on first use)");
+        let err = within(30, plain.post("/search", vector("q", [0.9, 0.2])))
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains(&format!("localhost:{exec_port}")),
+            "tls {tls}: {err}"
+        );
+        plain.close();
+    }
+    executor.kill().await.unwrap();
+    flow.kill().await.unwrap();
+}

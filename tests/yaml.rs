@@ -134,3 +134,15 @@ fn every_error_is_reported_at_once() {
     );
     assert_eq!(e.0.len(), 3, "{e}");
 }
+
+#[test]
+fn connection_keys_need_an_external_executor() {
+    expect(
+        "jtype: Flow\nexecutors:\n  - name: a\n    tls: true\n",
+        "flow.yml:4: executor 'a', key 'tls': only an external Executor has a host, port and tls",
+    );
+    expect(
+        "jtype: Flow\nexecutors:\n  - name: a\n    port: 5\n",
+        "flow.yml:4: executor 'a', key 'port': only an external Executor",
+    );
+}

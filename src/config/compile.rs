@@ -390,13 +390,17 @@ fn polling(cx: &mut Ctx<'_>, i: usize, name: &str, p: Option<&PollingConfig>) ->
 /// An external Executor's replicas (`external: true` with `host`/`port`), or `None`.
 fn external(cx: &mut Ctx<'_>, i: usize, name: &str, e: &Exec) -> Option<RemoteSpec> {
     if !e.external.unwrap_or(false) {
-        for (set, key) in [(e.host.is_some(), "host"), (e.port.is_some(), "port")] {
+        for (set, key) in [
+            (e.host.is_some(), "host"),
+            (e.port.is_some(), "port"),
+            (e.tls.is_some(), "tls"),
+        ] {
             if set {
                 cx.error(
                     i,
                     name,
                     Some(key),
-                    "only an external Executor has a host and port (set `external: true`)",
+                    "only an external Executor has a host, port and tls (set `external: true`)",
                 );
             }
         }
@@ -434,7 +438,8 @@ fn external(cx: &mut Ctx<'_>, i: usize, name: &str, e: &Exec) -> Option<RemoteSp
     let timeout = e.timeout_send.map(std::time::Duration::from_millis);
     let mut replicas: Vec<Arc<dyn RemoteReplica>> = Vec::with_capacity(addresses.len());
     for a in addresses {
-        match GrpcReplica::new(&a.host, a.port, timeout) {
+        let tls = a.tls || e.tls.unwrap_or(false);
+        match GrpcReplica::new(&a.host, a.port, timeout, tls) {
             Ok(r) => replicas.push(Arc::new(r)),
             Err(msg) => cx.error(i, name, Some("host"), msg),
         }

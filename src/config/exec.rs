@@ -77,6 +77,8 @@ pub struct Exec {
     pub host: Option<OneOrMany<String>>,
     pub port: Option<OneOrMany<Scalar>>,
     pub timeout_send: Option<u64>,
+    /// Jina's `tls` on an external Executor: call it over TLS.
+    pub tls: Option<bool>,
     pub stateful: Option<bool>,
     pub peer_ports: Option<serde_json::Value>,
     pub raft_configuration: Option<serde_json::Map<String, serde_json::Value>>,
@@ -237,6 +239,13 @@ impl Exec {
     pub fn external_at(mut self, addresses: Vec<String>) -> Self {
         self.external = Some(true);
         self.host = Some(OneOrMany::Many(addresses));
+        self
+    }
+
+    /// Calls the external Executor over TLS (Jina's `tls=True`), trusting the system's roots or
+    /// the file `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` names.
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = Some(on);
         self
     }
 

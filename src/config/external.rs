@@ -1,8 +1,7 @@
 //! The addresses of an external Executor, by Jina's rules (jina-protocol.md §4.11): `host` and
 //! `port` may each be one value or a list; one host and N ports, N hosts and one port, or N of
 //! each (paired) make N replicas; a host may carry its own port (`'localhost:12345'`) and a
-//! scheme (`grpc://`). TLS to an external Executor (`grpcs://`, `https://`) is not spoken yet
-//! and is an error.
+//! scheme: `grpc://`, or `grpcs://` for TLS (as `tls: true` does for every address).
 
 use super::exec::{OneOrMany, Scalar};
 
@@ -11,6 +10,8 @@ use super::exec::{OneOrMany, Scalar};
 pub struct Address {
     pub host: String,
     pub port: u16,
+    /// Given as `grpcs://` (or `https://`).
+    pub tls: bool,
 }
 
 fn port_of(s: &str) -> Result<u16, String> {
@@ -19,30 +20,36 @@ fn port_of(s: &str) -> Result<u16, String> {
         .map_err(|_| format!("'{s}' is not a port"))
 }
 
+/// One `host` entry: `host[:port]` with an optional scheme.
+struct Entry {
+    host: String,
+    port: Option<u16>,
+    tls: bool,
+}
+
 /// `host[:port]` with an optional scheme, as given in one `host` entry.
-fn split(entry: &str) -> Result<(String, Option<u16>), String> {
-    let rest = match entry.split_once("://") {
+fn split(entry: &str) -> Result<Entry, String> {
+    let (rest, tls) = match entry.split_once("://") {
         Some((scheme, rest)) => match scheme {
-            "grpc" | "http" => rest,
-            "grpcs" | "https" => {
-                return Err(format!("'{entry}': TLS (grpcs) is not supported yet"));
-            }
+            "grpc" | "http" => (rest, false),
+            "grpcs" | "https" => (rest, true),
             other => {
                 return Err(format!(
                     "'{entry}': the scheme '{other}' is not served (use grpc)"
                 ));
             }
         },
-        None => entry,
+        None => (entry, false),
     };
     let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
+    let (host, port) = match rest.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
-            Ok((host.to_owned(), Some(port_of(port)?)))
+            (host.to_owned(), Some(port_of(port)?))
         }
-        _ if rest.is_empty() => Err(format!("'{entry}' names no host")),
-        _ => Ok((rest.to_owned(), None)),
-    }
+        _ if rest.is_empty() => return Err(format!("'{entry}' names no host")),
+        _ => (rest.to_owned(), None),
+    };
+    Ok(Entry { host, port, tls })
 }
 
 /// The replicas' addresses from `host` and `port`.
@@ -50,13 +57,17 @@ pub fn addresses(
     host: Option<&OneOrMany<String>>,
     port: Option<&OneOrMany<Scalar>>,
 ) -> Result<Vec<Address>, String> {
-    let hosts: Vec<(String, Option<u16>)> = match host {
+    let hosts: Vec<Entry> = match host {
         Some(h) => h
             .to_vec()
             .iter()
             .map(|e| split(e))
             .collect::<Result<_, _>>()?,
-        None => vec![("localhost".to_owned(), None)],
+        None => vec![Entry {
+            host: "localhost".to_owned(),
+            port: None,
+            tls: false,
+        }],
     };
     let ports: Vec<u16> = match port {
         Some(p) => p
@@ -66,34 +77,38 @@ pub fn addresses(
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    if hosts.iter().all(|(_, p)| p.is_some()) && ports.is_empty() {
+    if hosts.iter().all(|e| e.port.is_some()) && ports.is_empty() {
         return Ok(hosts
             .into_iter()
-            .map(|(host, port)| Address {
-                host,
-                port: port.unwrap_or_default(),
+            .map(|e| Address {
+                host: e.host,
+                port: e.port.unwrap_or_default(),
+                tls: e.tls,
             })
             .collect());
     }
-    if let Some((h, _)) = hosts.iter().find(|(_, p)| p.is_some()) {
+    if let Some(e) = hosts.iter().find(|e| e.port.is_some()) {
         return Err(format!(
-            "'{h}' carries a port, so `port` must not be given as well"
+            "'{}' carries a port, so `port` must not be given as well",
+            e.host
         ));
     }
-    let hosts: Vec<String> = hosts.into_iter().map(|(h, _)| h).collect();
-    let pairs: Vec<(String, u16)> = match (hosts.len(), ports.len()) {
-        (_, 0) => {
-            return Err("an external Executor needs a `port` (or `host: ['host:port', …]`)".into());
-        }
-        (1, _) => ports.iter().map(|&p| (hosts[0].clone(), p)).collect(),
-        (_, 1) => hosts.iter().map(|h| (h.clone(), ports[0])).collect(),
-        (h, p) if h == p => hosts.into_iter().zip(ports).collect(),
-        (h, p) => return Err(format!("{h} hosts and {p} ports cannot be paired")),
+    let address = |e: &Entry, port: u16| Address {
+        host: e.host.clone(),
+        port,
+        tls: e.tls,
     };
-    Ok(pairs
-        .into_iter()
-        .map(|(host, port)| Address { host, port })
-        .collect::<Vec<_>>())
+    match (hosts.len(), ports.len()) {
+        (_, 0) => Err("an external Executor needs a `port` (or `host: ['host:port', …]`)".into()),
+        (1, _) => Ok(ports.iter().map(|&p| address(&hosts[0], p)).collect()),
+        (_, 1) => Ok(hosts.iter().map(|e| address(e, ports[0])).collect()),
+        (h, p) if h == p => Ok(hosts
+            .iter()
+            .zip(ports)
+            .map(|(e, p)| address(e, p))
+            .collect()),
+        (h, p) => Err(format!("{h} hosts and {p} ports cannot be paired")),
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +127,7 @@ mod tests {
         Address {
             host: host.into(),
             port,
+            tls: false,
         }
     }
 
@@ -128,6 +144,17 @@ mod tests {
         assert_eq!(addresses(Some(&h), None).unwrap(), want);
         let h = hosts(&["grpc://localhost:12345", "91.198.174.192:12346"]);
         assert_eq!(addresses(Some(&h), None).unwrap(), want);
+    }
+
+    #[test]
+    fn grpcs_is_tls_per_address() {
+        let h = hosts(&["grpcs://a:443", "b:1"]);
+        let got = addresses(Some(&h), None).unwrap();
+        assert_eq!(got.iter().map(|a| a.tls).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(got[0].host, "a");
+        let one = OneOrMany::One("https://c".to_owned());
+        let got = addresses(Some(&one), Some(&ports(&[1, 2]))).unwrap();
+        assert!(got.iter().all(|a| a.tls && a.host == "c"));
     }
 
     #[test]
@@ -158,11 +185,6 @@ mod tests {
             addresses(Some(&hosts(&["a"])), None)
                 .unwrap_err()
                 .contains("needs a `port`")
-        );
-        assert!(
-            addresses(Some(&hosts(&["grpcs://a:443"])), None)
-                .unwrap_err()
-                .contains("TLS")
         );
         assert!(
             addresses(Some(&hosts(&["a:x"])), None)

@@ -21,10 +21,12 @@ use flotilla_actors::request::{Part, Request};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+use super::client::chain;
 use super::codec;
 use super::pb::jina::jina_data_request_rpc_client::JinaDataRequestRpcClient;
 use super::pb::jina::jina_single_data_request_rpc_client::JinaSingleDataRequestRpcClient;
 use super::pb::jina::{DataRequestListProto, DataRequestProto, RouteProto, status_proto};
+use super::tls::Roots;
 
 /// The runtime remote calls run on: two threads, started on first use.
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -48,12 +50,29 @@ pub struct GrpcReplica {
 }
 
 impl GrpcReplica {
-    /// A replica at `host:port`; the connection is made on first use (and re-made after a
-    /// failure), so an Executor that is not up yet only fails the requests sent meanwhile.
-    pub fn new(host: &str, port: u16, timeout: Option<Duration>) -> Result<GrpcReplica, String> {
+    /// A replica at `host:port`, over TLS when `tls` (trusting the system's roots, or the
+    /// file `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` names); the connection is made on first use (and
+    /// re-made after a failure), so an Executor that is not up yet only fails the requests sent
+    /// meanwhile.
+    pub fn new(
+        host: &str,
+        port: u16,
+        timeout: Option<Duration>,
+        tls: bool,
+    ) -> Result<GrpcReplica, String> {
         let address: Arc<str> = format!("{host}:{port}").into();
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("{address}: {e}"))?
+        let scheme = if tls { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|e| format!("{address}: {e}"))?;
+        if tls {
+            let config = Roots::System
+                .config(host)
+                .map_err(|e| format!("{address}: TLS: {e}"))?;
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| format!("{address}: TLS: {}", chain(&e)))?;
+        }
+        let endpoint = endpoint
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))
