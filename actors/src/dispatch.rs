@@ -9,6 +9,9 @@
 //!   costs no wake-up of a parked thread);
 //! - a local replica (an actor) serves one request at a time; a remote replica (an external
 //!   Executor) up to its capacity;
+//! - a replica that has answered and finds the queue empty may stay awake a moment for the
+//!   next request ([`crate::linger`]); such a replica is idle and is handed work first, through
+//!   the queue, with no message and no wake-up of a parked thread;
 //! - when every replica is full a request waits in one FIFO queue shared by the shard, and the
 //!   first replica to free up takes it: a slow request never holds up others behind it while
 //!   another replica could serve them;
@@ -20,7 +23,7 @@
 //!   once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 
 use crate::doc::DocList;
 use crate::executor::ExecutorError;
+use crate::linger;
 use crate::remote::{RemoteError, RemoteReplica};
 use crate::replica::{ReplicaActor, Run};
 use crate::request::Request;
@@ -44,6 +48,17 @@ pub(crate) enum Join {
     No,
     /// The batch is full: stop looking.
     Full,
+}
+
+/// How the requests of a shard reached its local replicas so far ([`Dispatch::hand_offs`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandOffs {
+    /// Sent to an idle replica as a message, waking its thread if it was parked.
+    pub sent: u64,
+    /// Taken from the queue by a replica as it finished its previous request.
+    pub queued: u64,
+    /// Taken by a replica that had found the queue empty and stayed awake for it.
+    pub lingered: u64,
 }
 
 /// Why a request was not served.
@@ -150,6 +165,9 @@ struct Slot {
     capacity: usize,
     /// When the slot last freed up (a counter): the most recently freed wins ties.
     freed: u64,
+    /// The replica has answered its job, found the queue empty and is still awake, waiting
+    /// a moment for the next one ([`Dispatch::next`]): idle, and the cheapest to hand work to.
+    lingering: bool,
     /// Consecutive failures of a remote replica, and until when it cools down: it is then
     /// used only when no other replica has room, so a dead replica does not attract requests.
     failures: u32,
@@ -165,6 +183,7 @@ impl Slot {
             outstanding: 0,
             capacity: 1,
             freed: 0,
+            lingering: false,
             failures: 0,
             cool_until: None,
         }
@@ -196,16 +215,17 @@ impl State {
             .iter()
             .any(|s| s.cool_until.is_some())
             .then(Instant::now);
-        let mut best: Option<(bool, bool, usize, std::cmp::Reverse<u64>, usize)> = None;
+        let mut best: Option<(bool, bool, usize, bool, std::cmp::Reverse<u64>, usize)> = None;
         for (i, s) in self.slots.iter().enumerate() {
-            if s.state != SlotState::Up || s.outstanding >= s.capacity {
+            if s.state != SlotState::Up || (s.outstanding >= s.capacity && !s.lingering) {
                 continue;
             }
             let cooling = matches!((s.cool_until, now), (Some(t), Some(now)) if t > now);
             let key = (
                 cooling,
                 job.tried.contains(&i),
-                s.outstanding,
+                s.outstanding - usize::from(s.lingering),
+                !s.lingering,
                 std::cmp::Reverse(s.freed),
                 i,
             );
@@ -213,7 +233,7 @@ impl State {
                 best = Some(key);
             }
         }
-        best.map(|(_, _, _, _, i)| i)
+        best.map(|(_, _, _, _, _, i)| i)
     }
 
     fn free(&mut self, i: usize) {
@@ -235,6 +255,11 @@ pub struct Dispatch {
     inflight: AtomicUsize,
     closing: AtomicBool,
     drained: Condvar,
+    /// Bumped whenever a job is queued: a lingering replica watches it without the lock.
+    queued: AtomicU64,
+    sent: AtomicU64,
+    taken_queued: AtomicU64,
+    taken_lingering: AtomicU64,
 }
 
 /// An accepted request on its way to a replica.
@@ -366,6 +391,10 @@ impl Dispatch {
             inflight: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             drained: Condvar::new(),
+            queued: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            taken_queued: AtomicU64::new(0),
+            taken_lingering: AtomicU64::new(0),
         })
     }
 
@@ -505,8 +534,17 @@ impl Dispatch {
             } else {
                 st.queue.push_back(job);
             }
+            self.queued.fetch_add(1, Ordering::Release);
             return;
         };
+        if st.slots[i].lingering {
+            // Awake and waiting: it takes the job from the queue (which is empty, or it
+            // would not be waiting), with no message and no wake-up.
+            st.slots[i].lingering = false;
+            st.queue.push_back(job);
+            self.queued.fetch_add(1, Ordering::Release);
+            return;
+        }
         st.slots[i].outstanding += 1;
         let target = st.slots[i].target.clone();
         drop(st);
@@ -516,6 +554,7 @@ impl Dispatch {
     fn hand_over(&self, i: usize, target: Target, mut job: Job) {
         match target {
             Target::Local(addr) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = addr.try_send(Run(job)) {
                     // The actor stopped (or its mailbox is full, which one-at-a-time hand-over
                     // rules out): take the replica out of rotation and give the job to another.
@@ -603,6 +642,7 @@ impl Dispatch {
             s.state = SlotState::Down;
         }
         s.outstanding = 0;
+        s.lingering = false;
     }
 
     fn requeue(&self, job: Job) {
@@ -611,13 +651,44 @@ impl Dispatch {
 
     /// Called by local replica `i` when it has answered a job: the next queued job for it, if
     /// any; otherwise the replica is free.
+    ///
+    /// With no job queued, the replica may first linger ([`crate::linger`]): it stays counted
+    /// busy, so nobody sends it a message meanwhile, but [`State::pick`] sees it as idle and
+    /// hands it work first, through the queue.
     pub(crate) fn next(&self, i: usize) -> Option<Job> {
         let mut st = self.lock();
         if let Some(job) = st.queue.pop_front() {
+            self.taken_queued.fetch_add(1, Ordering::Relaxed);
+            return Some(job);
+        }
+        let lingering = (!st.closed && st.slots[i].state == SlotState::Up)
+            .then(linger::Lingering::begin)
+            .flatten();
+        let Some(lingering) = lingering else {
+            st.free(i);
+            return None;
+        };
+        st.slots[i].lingering = true;
+        let seen = self.queued.load(Ordering::Acquire);
+        drop(st);
+        lingering.wait_for_change(&self.queued, seen);
+        let mut st = self.lock();
+        st.slots[i].lingering = false;
+        if let Some(job) = st.queue.pop_front() {
+            self.taken_lingering.fetch_add(1, Ordering::Relaxed);
             return Some(job);
         }
         st.free(i);
         None
+    }
+
+    /// How this shard's requests have reached its local replicas so far.
+    pub fn hand_offs(&self) -> HandOffs {
+        HandOffs {
+            sent: self.sent.load(Ordering::Relaxed),
+            queued: self.taken_queued.load(Ordering::Relaxed),
+            lingered: self.taken_lingering.load(Ordering::Relaxed),
+        }
     }
 
     /// Takes the queued jobs that `joins` accepts, oldest first, for a replica that serves them
@@ -654,6 +725,7 @@ impl Dispatch {
             s.target = Target::Local(addr);
             s.state = SlotState::Up;
             s.outstanding = 0;
+            s.lingering = false;
         }
         self.feed(i);
     }

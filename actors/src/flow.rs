@@ -103,6 +103,7 @@ impl RunningFlow {
     /// Runs one request through the Flow (only through the nodes its `target_executor`
     /// names, if it names some).
     pub async fn call(&self, mut req: Request) -> NodeResult {
+        let _in_flight = crate::linger::InFlight::call();
         let target = match req.target_executor.take() {
             Some(pattern) => Some(self.target(&pattern)?),
             None => None,

@@ -24,6 +24,7 @@ pub mod executor;
 pub mod flow;
 pub mod gpu;
 pub mod graph;
+pub mod linger;
 pub mod query;
 pub mod raft;
 pub mod reduce;

@@ -209,10 +209,9 @@ impl ReplicaActor {
                 None => return,
             }
         }
-        // Let other messages in; the shard still counts this replica busy.
-        if let Some(next) = self.dispatch.next(self.index) {
-            ctx.notify(Run(next));
-        }
+        // Let other messages in, then serve the job taken; the shard still counts this
+        // replica busy.
+        ctx.notify(Run(job));
     }
 
     /// `req` (of `job`) alone, or merged with the compatible requests queued behind it when its

@@ -139,6 +139,7 @@ async fn run_one(
     proto: DataRequestProto,
     endpoint: Option<String>,
 ) -> Result<DataRequestProto, Failed> {
+    let _received = flotilla_actors::linger::InFlight::received();
     let header = proto.header.clone();
     let mut req = match codec::request_from_proto(proto) {
         Ok(r) => r,
