@@ -55,7 +55,8 @@ pub(crate) enum Join {
 pub struct HandOffs {
     /// Sent to an idle replica as a message, waking its thread if it was parked.
     pub sent: u64,
-    /// Taken from the queue by a replica as it finished its previous request.
+    /// Taken from the queue by a replica as it finished its previous request, or joined to
+    /// a batch a replica was starting (dynamic batching).
     pub queued: u64,
     /// Taken by a replica that had found the queue empty and stayed awake for it.
     pub lingered: u64,
@@ -224,7 +225,7 @@ impl State {
             let key = (
                 cooling,
                 job.tried.contains(&i),
-                s.outstanding - usize::from(s.lingering),
+                s.outstanding.saturating_sub(usize::from(s.lingering)),
                 !s.lingering,
                 std::cmp::Reverse(s.freed),
                 i,
@@ -255,8 +256,9 @@ pub struct Dispatch {
     inflight: AtomicUsize,
     closing: AtomicBool,
     drained: Condvar,
-    /// Bumped whenever a job is queued: a lingering replica watches it without the lock.
-    queued: AtomicU64,
+    /// News for a lingering replica, which watches it without the lock: bumped when a job is
+    /// queued, and when a replica has a message waiting ([`Dispatch::nudge`]).
+    news: AtomicU64,
     sent: AtomicU64,
     taken_queued: AtomicU64,
     taken_lingering: AtomicU64,
@@ -391,7 +393,7 @@ impl Dispatch {
             inflight: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             drained: Condvar::new(),
-            queued: AtomicU64::new(0),
+            news: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             taken_queued: AtomicU64::new(0),
             taken_lingering: AtomicU64::new(0),
@@ -529,20 +531,16 @@ impl Dispatch {
             return;
         }
         let Some(i) = st.pick(&job) else {
-            if front {
-                st.queue.push_front(job);
-            } else {
-                st.queue.push_back(job);
-            }
-            self.queued.fetch_add(1, Ordering::Release);
+            Self::enqueue(&mut st, job, front);
+            self.news.fetch_add(1, Ordering::Release);
             return;
         };
         if st.slots[i].lingering {
-            // Awake and waiting: it takes the job from the queue (which is empty, or it
-            // would not be waiting), with no message and no wake-up.
+            // Awake and waiting: it takes the job from the queue, with no message and no
+            // wake-up (a job already there was left for another lingering replica).
             st.slots[i].lingering = false;
-            st.queue.push_back(job);
-            self.queued.fetch_add(1, Ordering::Release);
+            Self::enqueue(&mut st, job, front);
+            self.news.fetch_add(1, Ordering::Release);
             return;
         }
         st.slots[i].outstanding += 1;
@@ -551,16 +549,25 @@ impl Dispatch {
         self.hand_over(i, target, job);
     }
 
+    fn enqueue(st: &mut State, job: Job, front: bool) {
+        if front {
+            st.queue.push_front(job);
+        } else {
+            st.queue.push_back(job);
+        }
+    }
+
     fn hand_over(&self, i: usize, target: Target, mut job: Job) {
         match target {
             Target::Local(addr) => {
-                self.sent.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = addr.try_send(Run(job)) {
                     // The actor stopped (or its mailbox is full, which one-at-a-time hand-over
                     // rules out): take the replica out of rotation and give the job to another.
                     let Run(job) = e.into_inner();
                     self.mark_down(i);
                     self.place(self.lock(), job, true);
+                } else {
+                    self.sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Target::Remote(remote) => {
@@ -669,9 +676,9 @@ impl Dispatch {
             return None;
         };
         st.slots[i].lingering = true;
-        let seen = self.queued.load(Ordering::Acquire);
+        let seen = self.news.load(Ordering::Acquire);
         drop(st);
-        lingering.wait_for_change(&self.queued, seen);
+        lingering.wait_for_change(&self.news, seen);
         let mut st = self.lock();
         st.slots[i].lingering = false;
         if let Some(job) = st.queue.pop_front() {
@@ -680,6 +687,13 @@ impl Dispatch {
         }
         st.free(i);
         None
+    }
+
+    /// Ends the lingering of this shard's replicas: one of them has a message in its mailbox
+    /// (a Raft write to apply, a read sent to the leader's replica), which it reads only once
+    /// it is back in its actor's loop. Call before sending it.
+    pub(crate) fn nudge(&self) {
+        self.news.fetch_add(1, Ordering::Release);
     }
 
     /// How this shard's requests have reached its local replicas so far.
@@ -704,7 +718,10 @@ impl Dispatch {
             seen += 1;
             let verdict = st.queue[i].request.as_ref().map_or(Join::No, &mut joins);
             match verdict {
-                Join::Yes => taken.extend(st.queue.remove(i)),
+                Join::Yes => {
+                    taken.extend(st.queue.remove(i));
+                    self.taken_queued.fetch_add(1, Ordering::Relaxed);
+                }
                 Join::No => i += 1,
                 Join::Full => break,
             }

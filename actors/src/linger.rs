@@ -16,7 +16,10 @@
 //! on 2 cores, capping them at one per core cost 3 replicas a tenth of their posts/s), and none
 //! on a single core, where spinning only delays the thread that brings the work.
 //!
-//! `FLOTILLA_LINGER_US` sets the window (default 50 µs; 0 turns lingering off), read once.
+//! `FLOTILLA_LINGER_US` sets the window (default 50 µs, at most 1 ms; 0 turns lingering off),
+//! read once. A replica has messages besides requests (a stateful shard's Raft writes to
+//! apply): whoever sends one nudges the shard ([`crate::dispatch::Dispatch::nudge`]) so that a
+//! lingering replica goes back to its mailbox at once.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// The window when none is set.
 const DEFAULT_US: u64 = 50;
+/// The longest window taken: a lingering replica reads no actor message meanwhile.
+const MAX_US: u64 = 1000;
 
 /// The environment variable that sets the window, in microseconds.
 pub const WINDOW_ENV: &str = "FLOTILLA_LINGER_US";
@@ -40,12 +45,19 @@ fn policy() -> &'static Policy {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let us = match std::env::var(WINDOW_ENV) {
             Err(_) => DEFAULT_US,
-            Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-                tracing::warn!(
-                    "{WINDOW_ENV}={v:?} is not a number of microseconds; using {DEFAULT_US}"
-                );
-                DEFAULT_US
-            }),
+            Ok(v) => match v.trim().parse::<u64>() {
+                Ok(us) if us <= MAX_US => us,
+                Ok(_) => {
+                    tracing::warn!("{WINDOW_ENV}={v:?} is over {MAX_US} µs; using {MAX_US}");
+                    MAX_US
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "{WINDOW_ENV}={v:?} is not a number of microseconds; using {DEFAULT_US}"
+                    );
+                    DEFAULT_US
+                }
+            },
         };
         Policy {
             window: if cores < 2 {
@@ -116,20 +128,20 @@ impl Lingering {
         Some(Lingering { window: p.window })
     }
 
-    /// Waits until `counter` moves from `seen` or the window passes; true when it moved.
-    /// Spins briefly between checks and yields the core between rounds, so that a thread that
-    /// has work (the caller, a gateway thread) is not kept off the core.
-    pub(crate) fn wait_for_change(self, counter: &AtomicU64, seen: u64) -> bool {
+    /// Waits until `counter` moves from `seen` or the window passes. Spins briefly between
+    /// checks and yields the core between rounds, so that a thread that has work (the caller,
+    /// a gateway thread) is not kept off the core.
+    pub(crate) fn wait_for_change(self, counter: &AtomicU64, seen: u64) {
         let until = Instant::now() + self.window;
         loop {
             for _ in 0..8 {
                 if counter.load(Ordering::Acquire) != seen {
-                    return true;
+                    return;
                 }
                 std::hint::spin_loop();
             }
             if Instant::now() >= until {
-                return false;
+                return;
             }
             std::thread::yield_now();
         }

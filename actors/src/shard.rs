@@ -163,9 +163,15 @@ impl Shard {
             .map(|e| e.name)
             .collect();
         let name = spec.name.clone();
-        let group = raft_group::block_on(RaftGroup::start(name, raft, replicas, writes))
-            .ok_or_else(|| fail("the Raft runtime stopped".into()))?
-            .map_err(|e| fail(e.to_string()))?;
+        let group = raft_group::block_on(RaftGroup::start(
+            name,
+            self.dispatch.clone(),
+            raft,
+            replicas,
+            writes,
+        ))
+        .ok_or_else(|| fail("the Raft runtime stopped".into()))?
+        .map_err(|e| fail(e.to_string()))?;
         if let Some(sup) = &self.supervisor {
             sup.do_send(SetRaft(group.clone()));
         }

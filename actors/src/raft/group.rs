@@ -29,7 +29,7 @@ use super::settings::RaftSettings;
 use super::state_machine::StateMachine;
 use super::transport::{Cluster, Rpc};
 use super::types::{Applied, NodeId, Write};
-use crate::dispatch::{Admission, DispatchError};
+use crate::dispatch::{Admission, Dispatch, DispatchError};
 use crate::replica::{Apply, ReplicaActor, Snapshot as TakeSnapshot};
 use crate::request::Request;
 
@@ -133,6 +133,8 @@ struct Node {
 /// A stateful shard's Raft group.
 pub struct RaftGroup {
     shard: Arc<str>,
+    /// The shard's dispatch table: nudged before a replica is sent a message.
+    dispatch: Arc<Dispatch>,
     spec: RaftSpec,
     config: Arc<openraft::Config>,
     net: Arc<Network>,
@@ -313,6 +315,7 @@ impl RaftGroup {
     /// returns once there is a leader and every replica has applied everything committed.
     pub(crate) async fn start(
         shard: Arc<str>,
+        dispatch: Arc<Dispatch>,
         spec: RaftSpec,
         replicas: Vec<Addr<ReplicaActor>>,
         writes: HashSet<String>,
@@ -346,6 +349,7 @@ impl RaftGroup {
             linearizable: spec.linearizable.iter().cloned().collect(),
             spec,
             shard,
+            dispatch,
             nodes: Mutex::new(BTreeMap::new()),
             writes,
             tokens: AtomicU64::new(token_seed()),
@@ -534,7 +538,7 @@ impl RaftGroup {
         };
         let dir = self.spec.root.join(id.to_string());
         let store = LogStore::open(&dir).map_err(|e| node_err(e.to_string()))?;
-        let sm = StateMachine::open(id, replica.clone(), dir)
+        let sm = StateMachine::open(id, replica.clone(), self.dispatch.clone(), dir)
             .await
             .map_err(|e| node_err(e.to_string()))?;
         let connector = Connector {
@@ -970,6 +974,7 @@ impl RaftGroup {
                                 continue;
                             };
                             let (tx, rx) = oneshot::channel();
+                            me.dispatch.nudge();
                             addr.do_send(Apply {
                                 request: req,
                                 reply: tx,

@@ -10,6 +10,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::Addr;
@@ -23,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::snapshot::{self, Meta};
 use super::types::{Applied, Entry, NodeId, StorageError, TypeConfig, Write};
-use crate::dispatch::DispatchError;
+use crate::dispatch::{Dispatch, DispatchError};
 use crate::replica::{ApplyEncoded, ReplicaActor, Restore, Snapshot as TakeSnapshot};
 use crate::request::Request;
 
@@ -42,6 +43,8 @@ struct Packed {
 pub struct StateMachine {
     node: NodeId,
     replica: Addr<ReplicaActor>,
+    /// The replica's shard: nudged before a write is sent, so a lingering replica reads it.
+    dispatch: Arc<Dispatch>,
     /// `<workspace>/raft/<shard>/<replica>`.
     dir: PathBuf,
     last_applied: Option<LogId<NodeId>>,
@@ -99,11 +102,13 @@ impl StateMachine {
     pub(crate) async fn open(
         node: NodeId,
         replica: Addr<ReplicaActor>,
+        dispatch: Arc<Dispatch>,
         dir: PathBuf,
     ) -> Result<StateMachine, StorageError> {
         let mut sm = StateMachine {
             node,
             replica,
+            dispatch,
             dir,
             last_applied: None,
             membership: StoredMembership::default(),
@@ -141,6 +146,7 @@ impl StateMachine {
             return Item::Ready(Applied::Duplicate);
         }
         let (tx, rx) = oneshot::channel();
+        self.dispatch.nudge();
         self.replica.do_send(ApplyEncoded {
             request: w.request,
             reply: tx,
