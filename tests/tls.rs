@@ -394,3 +394,34 @@ async fn a_flow_calls_an_external_executor_over_tls() {
     executor.kill().await.unwrap();
     flow.kill().await.unwrap();
 }
+
+/// A roots file (`GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`) that holds no certificate is named, once,
+/// under the key that asked for TLS, before anything starts.
+#[test]
+fn a_roots_file_without_a_certificate_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, "not a certificate\n").unwrap();
+    let yaml = dir.path().join("flow.yml");
+    std::fs::write(
+        &yaml,
+        "jtype: Flow\nexecutors:\n  - name: idx\n    external: true\n    host: localhost\n    \
+         port: [7001, 7002]\n    tls: true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["flow", "--dry-run", "--uses"])
+        .arg(&yaml)
+        .env(flotilla::grpc::tls::ROOTS_ENV, &roots)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "executor 'idx', key 'tls': TLS to localhost:7001: {}={}: no PEM block \"CERTIFICATE\"",
+        flotilla::grpc::tls::ROOTS_ENV,
+        roots.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(err.matches("no PEM block").count(), 1, "{err}");
+}

@@ -145,4 +145,14 @@ fn connection_keys_need_an_external_executor() {
         "jtype: Flow\nexecutors:\n  - name: a\n    port: 5\n",
         "flow.yml:4: executor 'a', key 'port': only an external Executor",
     );
+    // Jina's default, as YAML copied from Jina may spell it.
+    let f = flotilla::config::yaml::parse(
+        "jtype: Flow\nexecutors:\n  - name: a\n    tls: false\n",
+        None,
+    )
+    .ok()
+    .unwrap()
+    .into_flow()
+    .unwrap();
+    assert!(f.graph().is_ok());
 }

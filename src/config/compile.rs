@@ -390,10 +390,11 @@ fn polling(cx: &mut Ctx<'_>, i: usize, name: &str, p: Option<&PollingConfig>) ->
 /// An external Executor's replicas (`external: true` with `host`/`port`), or `None`.
 fn external(cx: &mut Ctx<'_>, i: usize, name: &str, e: &Exec) -> Option<RemoteSpec> {
     if !e.external.unwrap_or(false) {
+        // `tls: false` is Jina's default, and YAML copied from Jina may say so.
         for (set, key) in [
             (e.host.is_some(), "host"),
             (e.port.is_some(), "port"),
-            (e.tls.is_some(), "tls"),
+            (e.tls == Some(true), "tls"),
         ] {
             if set {
                 cx.error(
@@ -437,11 +438,25 @@ fn external(cx: &mut Ctx<'_>, i: usize, name: &str, e: &Exec) -> Option<RemoteSp
     }
     let timeout = e.timeout_send.map(std::time::Duration::from_millis);
     let mut replicas: Vec<Arc<dyn RemoteReplica>> = Vec::with_capacity(addresses.len());
+    let mut reported: Vec<(bool, String)> = Vec::new();
     for a in addresses {
         let tls = a.tls || e.tls.unwrap_or(false);
         match GrpcReplica::new(&a.host, a.port, timeout, tls) {
             Ok(r) => replicas.push(Arc::new(r)),
-            Err(msg) => cx.error(i, name, Some("host"), msg),
+            Err(err) => {
+                // The trusted roots are the same for every address: say what is wrong once.
+                let why = (err.tls, err.reason.clone());
+                if reported.contains(&why) {
+                    continue;
+                }
+                let key = if err.tls && e.tls == Some(true) && !a.tls {
+                    "tls"
+                } else {
+                    "host"
+                };
+                cx.error(i, name, Some(key), err.to_string());
+                reported.push(why);
+            }
         }
     }
     Some(RemoteSpec {

@@ -42,6 +42,12 @@ fn split(entry: &str) -> Result<Entry, String> {
         None => (entry, false),
     };
     let rest = rest.trim_end_matches('/');
+    if rest.contains('/') {
+        // A path would be taken for part of the host and the call sent elsewhere.
+        return Err(format!(
+            "'{entry}': a host is a name or an address, not a path"
+        ));
+    }
     let (host, port) = match rest.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
             (host.to_owned(), Some(port_of(port)?))
@@ -185,6 +191,11 @@ mod tests {
             addresses(Some(&hosts(&["a"])), None)
                 .unwrap_err()
                 .contains("needs a `port`")
+        );
+        assert!(
+            addresses(Some(&hosts(&["grpc://a/b:5"])), None)
+                .unwrap_err()
+                .contains("not a path")
         );
         assert!(
             addresses(Some(&hosts(&["a:x"])), None)

@@ -49,6 +49,25 @@ pub struct GrpcReplica {
     timeout: Option<Duration>,
 }
 
+/// Why an external Executor's address cannot be called.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressError {
+    pub address: Arc<str>,
+    pub reason: String,
+    /// The failure is in setting up TLS (the trusted roots, the server name).
+    pub tls: bool,
+}
+
+impl std::fmt::Display for AddressError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tls {
+            write!(f, "TLS to {}: {}", self.address, self.reason)
+        } else {
+            write!(f, "{}: {}", self.address, self.reason)
+        }
+    }
+}
+
 impl GrpcReplica {
     /// A replica at `host:port`, over TLS when `tls` (trusting the system's roots, or the
     /// file `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` names); the connection is made on first use (and
@@ -59,18 +78,27 @@ impl GrpcReplica {
         port: u16,
         timeout: Option<Duration>,
         tls: bool,
-    ) -> Result<GrpcReplica, String> {
+    ) -> Result<GrpcReplica, AddressError> {
         let address: Arc<str> = format!("{host}:{port}").into();
         let scheme = if tls { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
-            .map_err(|e| format!("{address}: {e}"))?;
+        let mut endpoint =
+            Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|e| AddressError {
+                address: address.clone(),
+                reason: e.to_string(),
+                tls: false,
+            })?;
         if tls {
+            let tls_error = |reason: String| AddressError {
+                address: address.clone(),
+                reason,
+                tls: true,
+            };
             let config = Roots::System
                 .config(host)
-                .map_err(|e| format!("{address}: TLS: {e}"))?;
+                .map_err(|e| tls_error(e.to_string()))?;
             endpoint = endpoint
                 .tls_config(config)
-                .map_err(|e| format!("{address}: TLS: {}", chain(&e)))?;
+                .map_err(|e| tls_error(chain(&e)))?;
         }
         let endpoint = endpoint
             .tcp_nodelay(true)

@@ -97,15 +97,19 @@ impl Roots {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let tls = ClientTlsConfig::new().domain_name(host);
         let ca = match self {
-            Roots::Ca(pem) => Some(pem.clone()),
+            Roots::Ca(pem) => Some((pem.clone(), "the trusted CA".to_owned())),
             Roots::System => match std::env::var_os(ROOTS_ENV) {
-                Some(path) if !path.is_empty() => Some(read(Path::new(&path))?),
+                Some(path) if !path.is_empty() => {
+                    let path = Path::new(&path);
+                    let what = format!("{ROOTS_ENV}={}", path.display());
+                    Some((read(path)?, what))
+                }
                 _ => None,
             },
         };
         match ca {
-            Some(pem) => {
-                pem_block(&pem, "CERTIFICATE", "the trusted CA")?;
+            Some((pem, what)) => {
+                pem_block(&pem, "CERTIFICATE", &what)?;
                 Ok(tls.ca_certificate(Certificate::from_pem(pem)))
             }
             None => Ok(tls.with_native_roots()),
