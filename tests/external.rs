@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{served_by, within};
+use common::{free_port, served_by, within};
 use flotilla::actors::dispatch::{Dispatch, DispatchError};
 use flotilla::actors::executor::ExecutorError;
 use flotilla::actors::remote::{Done, RemoteError, RemoteReplica};
@@ -179,14 +179,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn executor(name: &str, port: u16) -> Proc {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{served_by, within};
+use common::{free_port, served_by, within};
 use flotilla::{Doc, DocList, Exec, Flow, PostOptions};
 
 fn venv_bin(name: &str) -> Option<PathBuf> {
@@ -41,14 +41,6 @@ impl Drop for Group {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn jina_executor(jina: &PathBuf, name: &str, port: u16) -> Group {

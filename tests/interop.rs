@@ -15,11 +15,14 @@
 //! test ends (Jina Flows start processes of their own); every wait is bounded (a hang guard,
 //! not a performance assertion).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::free_port;
 use flotilla::actors::executor::factory;
 use flotilla::grpc::server::{ServeOptions, Server};
 use flotilla::grpc::service::Role;
@@ -623,14 +626,6 @@ async fn an_executor_error_is_bad_server_in_the_stock_client() {
         "{e}"
     );
     server.stop().await;
-}
-
-/// A free TCP port on 127.0.0.1 for a subprocess to bind.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// `flotilla executor --uses Echo` as a subprocess, once it serves.

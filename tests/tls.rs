@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::within;
+use common::{free_port, within};
 use flotilla::actors::executor::factory;
 use flotilla::actors::prelude::*;
 use flotilla::grpc::client::{Client, ClientError};
@@ -172,18 +172,12 @@ async fn unusable_certificate_files_are_named_before_anything_is_served() {
 /// `flotilla ping grpcs://…`, which trusts the CA named by `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flotilla_flow_serves_tls_from_its_yaml_and_ping_checks_it() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     let (cert, key) = self_signed();
     let dir = tempfile::tempdir().unwrap();
     let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_file, &cert).unwrap();
     std::fs::write(&key_file, &key).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let yaml = dir.path().join("flow.yml");
     let flow = |keys: &str| {
         format!(
@@ -204,17 +198,10 @@ async fn flotilla_flow_serves_tls_from_its_yaml_and_ping_checks_it() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let serving = within(60, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.starts_with("serving on ") {
-                return line;
-            }
-        }
-        panic!("the gateway ended before serving");
-    })
-    .await;
-    assert_eq!(serving, format!("serving on grpcs://127.0.0.1:{port}"));
+    assert_eq!(
+        serving_line(&mut gateway).await,
+        format!("serving on grpcs://127.0.0.1:{port}")
+    );
 
     let ping = |trust: Option<&std::path::Path>| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
@@ -280,14 +267,6 @@ async fn serving_line(child: &mut tokio::process::Child) -> String {
         panic!("the process ended before serving");
     })
     .await
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn vector(id: &str, v: [f32; 2]) -> Doc {

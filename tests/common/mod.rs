@@ -17,6 +17,14 @@ pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T 
         .expect("the operation hung: a request was lost or never answered")
 }
 
+/// A free TCP port on 127.0.0.1 for a server or a subprocess to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Which replica served each request, in the order served.
 pub type Log = Arc<Mutex<Vec<(String, String)>>>;
 
