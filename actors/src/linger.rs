@@ -17,9 +17,11 @@
 //! on a single core, where spinning only delays the thread that brings the work.
 //!
 //! `FLOTILLA_LINGER_US` sets the window (default 50 µs, at most 1 ms; 0 turns lingering off),
-//! read once. A replica has messages besides requests (a stateful shard's Raft writes to
-//! apply): whoever sends one nudges the shard ([`crate::dispatch::Dispatch::nudge`]) so that a
-//! lingering replica goes back to its mailbox at once.
+//! read once. A replica has messages besides requests: a stateful shard's Raft group nudges the
+//! shard ([`crate::dispatch::Dispatch::nudge`]) before each of its own (a write to apply, a read
+//! sent to the leader's replica, a snapshot to take or restore), so that a lingering replica
+//! goes back to its mailbox at once. The shard supervisor's messages (stop, restart, scale) are
+//! not nudged: they wait at most one window.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

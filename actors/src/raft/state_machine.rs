@@ -43,7 +43,8 @@ struct Packed {
 pub struct StateMachine {
     node: NodeId,
     replica: Addr<ReplicaActor>,
-    /// The replica's shard: nudged before a write is sent, so a lingering replica reads it.
+    /// The replica's shard: nudged before every message to the replica (a write to apply, a
+    /// snapshot to take or restore), so that a lingering replica reads it at once.
     dispatch: Arc<Dispatch>,
     /// `<workspace>/raft/<shard>/<replica>`.
     dir: PathBuf,
@@ -126,6 +127,7 @@ impl StateMachine {
         let packed: Packed = postcard::from_bytes(data).map_err(|e| snap_err(Some(meta), e))?;
         let work = self.dir.join("snapshot-restore");
         snapshot::unpack(&packed.files, &work).map_err(|e| snap_err(Some(meta), e))?;
+        self.dispatch.nudge();
         let restored = self
             .replica
             .send(Restore(work.clone()))
@@ -262,6 +264,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Builder {
         let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
         let work = self.dir.join(format!("snapshot-build-{seq}"));
+        self.dispatch.nudge();
         let taken = match snapshot::fresh_dir(&work) {
             Err(e) => Err(e.to_string()),
             Ok(()) => match self.replica.send(TakeSnapshot(work.clone())).await {
