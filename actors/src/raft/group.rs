@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::log_store::LogStore;
 use super::network::{Connector, Faults, Network, Raft};
+use super::originals::Originals;
 use super::settings::RaftSettings;
 use super::state_machine::StateMachine;
 use super::transport::{Cluster, Rpc};
@@ -152,6 +153,9 @@ pub struct RaftGroup {
     patience: Duration,
     /// Writes waiting to share a log entry (group commit).
     committer: Committer,
+    /// The callers' requests of the writes being logged, for the first local replica to apply
+    /// each.
+    originals: Arc<Originals>,
 }
 
 /// Group commit. openraft 0.9 waits for each append's fsync before it takes the next client
@@ -359,6 +363,7 @@ impl RaftGroup {
             ready: std::sync::atomic::AtomicBool::new(false),
             patience,
             committer: Committer::default(),
+            originals: Arc::default(),
         });
         group.net.set_faults(group.spec.faults);
         for (&id, addr) in ids.iter().zip(&replicas) {
@@ -538,9 +543,15 @@ impl RaftGroup {
         };
         let dir = self.spec.root.join(id.to_string());
         let store = LogStore::open(&dir).map_err(|e| node_err(e.to_string()))?;
-        let sm = StateMachine::open(id, replica.clone(), self.dispatch.clone(), dir)
-            .await
-            .map_err(|e| node_err(e.to_string()))?;
+        let sm = StateMachine::open(
+            id,
+            replica.clone(),
+            self.dispatch.clone(),
+            self.originals.clone(),
+            dir,
+        )
+        .await
+        .map_err(|e| node_err(e.to_string()))?;
         let connector = Connector {
             net: self.net.clone(),
         };
@@ -738,16 +749,16 @@ impl RaftGroup {
     /// once whatever happens to the first attempt.
     pub async fn write(
         self: &Arc<Self>,
-        req: Request,
+        mut req: Request,
         room: Admission,
     ) -> Result<Request, DispatchError> {
         let counted = InFlight::enter(self.clone());
         if self.closing.load(Ordering::Acquire) {
             return Err(self.closed());
         }
-        // Encoded here, on the caller's thread, which also keeps the request (and drops its
-        // docs): the Raft runtime only logs bytes. Encoding there, then dropping the caller's
-        // docs there, was a third of the time of its busiest thread on the seed's index.
+        // Encoded here, on the caller's thread: the Raft runtime only logs bytes. Encoding
+        // there, then dropping the caller's docs there, was a third of the time of its busiest
+        // thread on the seed's index.
         let bytes = log_bytes(&req).map_err(|e| DispatchError::Unavailable {
             replica: self.shard.clone(),
             message: format!("the request could not be logged: {e}"),
@@ -758,6 +769,11 @@ impl RaftGroup {
             Some(_) if !req.id.is_empty() => request_token(&req.id),
             _ => self.tokens.fetch_add(1, Ordering::Relaxed),
         };
+        // Not logged: a replica decoding the bytes would not see it either.
+        req.target_executor = None;
+        // The request itself goes to the first local replica that applies the write (see
+        // `originals`); what none took comes back when the write is done.
+        let unkept = self.originals.keep(token, bytes.clone(), req);
         let write = Write {
             request: bytes,
             token,
@@ -769,11 +785,13 @@ impl RaftGroup {
                 // done here, whether or not its caller still waits for it.
                 let _counted = counted;
                 let _room = room;
-                me.write_on_runtime(write).await
+                let applied = me.write_on_runtime(write.clone()).await;
+                let sent = unkept.or_else(|| me.originals.take(write.token, &write.request));
+                (applied, sent, write.request)
             })
             .await;
-        let applied = joined.unwrap_or_else(|_| Err(self.closed()))?;
-        self.answer(req, applied)
+        let (applied, sent, bytes) = joined.map_err(|_| self.closed())?;
+        self.answer(sent, &bytes, applied?)
     }
 
     /// Commits `write` through the leader, wherever it is: what it applied as on the leader.
@@ -824,21 +842,42 @@ impl RaftGroup {
         Ok(applied)
     }
 
-    /// The caller's answer to its write `req`, which applied as `applied` on the leader.
-    fn answer(&self, req: Request, applied: Applied) -> Result<Request, DispatchError> {
+    /// The caller's answer to its write, which applied as `applied` on the leader. `sent` is the
+    /// request as sent, unless a replica of this process took it to apply it: then the logged
+    /// `bytes` give it back, when the answer needs it (a failure, a duplicate).
+    fn answer(
+        &self,
+        sent: Option<Request>,
+        bytes: &[u8],
+        applied: Applied,
+    ) -> Result<Request, DispatchError> {
+        let as_sent = || match sent {
+            Some(req) => Ok(req),
+            None => {
+                postcard::from_bytes::<Request>(bytes).map_err(|e| DispatchError::Unavailable {
+                    replica: self.shard.clone(),
+                    message: format!("internal: a logged write does not decode: {e}"),
+                })
+            }
+        };
         match applied {
             Applied::Done(done) => Ok(*done),
             Applied::Failed {
                 replica,
                 name,
                 message,
-            } => Err(DispatchError::executor(
-                replica,
-                crate::executor::ExecutorError { name, message },
-            )
-            // The docs as sent: the failing handler's own stayed on the leader's replica.
-            .with_docs(req.docs)),
-            Applied::Duplicate | Applied::Nothing => Ok(req),
+            } => {
+                let error = DispatchError::executor(
+                    replica,
+                    crate::executor::ExecutorError { name, message },
+                );
+                // The docs as sent: the failing handler's own stayed on the leader's replica.
+                Err(match as_sent() {
+                    Ok(req) => error.with_docs(req.docs),
+                    Err(_) => error,
+                })
+            }
+            Applied::Duplicate | Applied::Nothing => as_sent(),
             Applied::Batch(_) => Err(DispatchError::Unavailable {
                 replica: self.shard.clone(),
                 message: "internal: a lone write applied as a batch".into(),

@@ -4,6 +4,8 @@
 //! - [`settings`]: `raft_configuration` (Jina's keys) onto openraft's `Config`.
 //! - [`log_store`]: the durable log (entries, vote, committed) under the workspace.
 //! - [`state_machine`]: a node's state machine: its replica's Executor.
+//! - [`originals`]: the callers' requests of writes being logged, for the first local replica
+//!   to apply them (no decode on the leader's path).
 //! - [`snapshot`]: Executor snapshots packed, shipped and stored.
 //! - [`network`]: how nodes talk: in-process calls (with fault injection for tests), or
 //!   through a [`transport`] to nodes in other processes.
@@ -13,6 +15,7 @@
 pub mod group;
 pub mod log_store;
 pub mod network;
+mod originals;
 pub mod settings;
 pub mod snapshot;
 pub mod state_machine;

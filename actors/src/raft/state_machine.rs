@@ -22,10 +22,11 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::originals::Originals;
 use super::snapshot::{self, Meta};
 use super::types::{Applied, Entry, NodeId, StorageError, TypeConfig, Write};
 use crate::dispatch::{Dispatch, DispatchError};
-use crate::replica::{ApplyEncoded, ReplicaActor, Restore, Snapshot as TakeSnapshot};
+use crate::replica::{Apply, ApplyEncoded, ReplicaActor, Restore, Snapshot as TakeSnapshot};
 use crate::request::Request;
 
 /// How many applied write tokens are remembered for de-duplication.
@@ -46,6 +47,9 @@ pub struct StateMachine {
     /// The replica's shard: nudged before every message to the replica (a write to apply, a
     /// snapshot to take or restore), so that a lingering replica reads it at once.
     dispatch: Arc<Dispatch>,
+    /// The requests of writes this process is logging: the first local replica to apply one
+    /// runs it as the caller sent it, without decoding its bytes.
+    originals: Arc<Originals>,
     /// `<workspace>/raft/<shard>/<replica>`.
     dir: PathBuf,
     last_applied: Option<LogId<NodeId>>,
@@ -104,12 +108,14 @@ impl StateMachine {
         node: NodeId,
         replica: Addr<ReplicaActor>,
         dispatch: Arc<Dispatch>,
+        originals: Arc<Originals>,
         dir: PathBuf,
     ) -> Result<StateMachine, StorageError> {
         let mut sm = StateMachine {
             node,
             replica,
             dispatch,
+            originals,
             dir,
             last_applied: None,
             membership: StoredMembership::default(),
@@ -142,17 +148,20 @@ impl StateMachine {
     }
 
     /// Hands one logged write to the replica (in log order), unless its token says it was
-    /// applied already.
+    /// applied already: the caller's own request when this process keeps it, else the bytes.
     fn send(&mut self, w: Write) -> Item {
         if w.token != 0 && !self.tokens.insert(w.token) {
             return Item::Ready(Applied::Duplicate);
         }
         let (tx, rx) = oneshot::channel();
         self.dispatch.nudge();
-        self.replica.do_send(ApplyEncoded {
-            request: w.request,
-            reply: tx,
-        });
+        match self.originals.take(w.token, &w.request) {
+            Some(request) => self.replica.do_send(Apply { request, reply: tx }),
+            None => self.replica.do_send(ApplyEncoded {
+                request: w.request,
+                reply: tx,
+            }),
+        }
         Item::Sent(rx)
     }
 
