@@ -4,7 +4,9 @@
 //! (it parks at once). Either way every request is answered once, with its own docs.
 //!
 //! One test in this file on purpose: whether a replica lingers depends on the calls in flight
-//! in the whole process, so nothing else may run beside it.
+//! in the whole process, so nothing else may run beside it. Its Executor does not opt in to
+//! inline serving (`Echo` does: its callers would run it themselves, and no replica would
+//! linger).
 
 mod common;
 
@@ -12,7 +14,26 @@ use std::sync::Arc;
 
 use common::within;
 use flotilla::actors::dispatch::HandOffs;
+use flotilla::actors::executor::{Context, Executor, Requests, factory};
 use flotilla::{Deployment, Doc, DocList, Request, Running};
+
+/// `Echo` served on its replica's thread: returns the docs it gets.
+struct Parrot;
+
+impl Executor for Parrot {
+    fn requests(r: &mut Requests<Self>) {
+        r.default(|_: &mut Parrot, _: &mut Request, _: &Context| {});
+    }
+}
+
+fn parrots(name: &str, replicas: i64) -> Running {
+    Deployment::new()
+        .name(name)
+        .uses_factory("Parrot", factory(|_| Ok(Parrot)))
+        .replicas(replicas)
+        .start()
+        .unwrap()
+}
 
 fn hand_offs(dep: &Running) -> HandOffs {
     dep.kernel().routers()[0].shards()[0].dispatch().hand_offs()
@@ -50,7 +71,7 @@ async fn replicas_linger_only_under_concurrent_load_and_lose_nothing() {
 
     // A lone caller: the replica never lingers. Each request is sent to it, or, when the
     // caller was quicker than the replica's return to its queue, taken from the queue there.
-    let one = Arc::new(Deployment::new().name("echo").uses("Echo").start().unwrap());
+    let one = Arc::new(parrots("echo", 1));
     within(60, closed_loop(&one, 1, 300)).await;
     let h = hand_offs(&one);
     assert_eq!(
@@ -78,14 +99,7 @@ async fn replicas_linger_only_under_concurrent_load_and_lose_nothing() {
     Arc::try_unwrap(one).ok().expect("the last handle").close();
 
     // Three replicas: the replicas share the load, and still every request arrives once.
-    let three = Arc::new(
-        Deployment::new()
-            .name("echo3")
-            .uses("Echo")
-            .replicas(3)
-            .start()
-            .unwrap(),
-    );
+    let three = Arc::new(parrots("echo3", 3));
     within(60, closed_loop(&three, 8, 500)).await;
     let h = hand_offs(&three);
     assert_eq!(h.sent + h.queued + h.lingered, 4000, "{h:?}");

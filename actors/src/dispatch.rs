@@ -12,6 +12,8 @@
 //! - a replica that has answered and finds the queue empty may stay awake a moment for the
 //!   next request ([`crate::linger`]); such a replica is idle and is handed work first, through
 //!   the queue, with no message and no wake-up of a parked thread;
+//! - a caller whose request goes to an idle, parked replica of a quick Executor that opted in
+//!   runs the handler on its own thread ([`crate::inline`]), with the replica counted busy;
 //! - when every replica is full a request waits in one FIFO queue shared by the shard, and the
 //!   first replica to free up takes it: a slow request never holds up others behind it while
 //!   another replica could serve them;
@@ -32,9 +34,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 
 use crate::doc::DocList;
 use crate::executor::ExecutorError;
+use crate::inline::{self, Inline, Served};
 use crate::linger;
 use crate::remote::{RemoteError, RemoteReplica};
-use crate::replica::{ReplicaActor, Run};
+use crate::replica::{InlinePanicked, ReplicaActor, Run};
 use crate::request::Request;
 
 /// How many queued requests [`Dispatch::take_batch`] looks at, at most.
@@ -60,6 +63,9 @@ pub struct HandOffs {
     pub queued: u64,
     /// Taken by a replica that had found the queue empty and stayed awake for it.
     pub lingered: u64,
+    /// Run on the caller's thread ([`crate::inline`]), the requests a caller served from the
+    /// queue after its own included.
+    pub inline: u64,
 }
 
 /// Why a request was not served.
@@ -169,6 +175,8 @@ struct Slot {
     /// The replica has answered its job, found the queue empty and is still awake, waiting
     /// a moment for the next one ([`Dispatch::next`]): idle, and the cheapest to hand work to.
     lingering: bool,
+    /// The replica's Executor, when callers may run it ([`crate::inline`]).
+    inline: Option<Arc<Inline>>,
     /// Consecutive failures of a remote replica, and until when it cools down: it is then
     /// used only when no other replica has room, so a dead replica does not attract requests.
     failures: u32,
@@ -185,6 +193,7 @@ impl Slot {
             capacity: 1,
             freed: 0,
             lingering: false,
+            inline: None,
             failures: 0,
             cool_until: None,
         }
@@ -262,6 +271,7 @@ pub struct Dispatch {
     sent: AtomicU64,
     taken_queued: AtomicU64,
     taken_lingering: AtomicU64,
+    served_inline: AtomicU64,
 }
 
 /// An accepted request on its way to a replica.
@@ -397,6 +407,7 @@ impl Dispatch {
             sent: AtomicU64::new(0),
             taken_queued: AtomicU64::new(0),
             taken_lingering: AtomicU64::new(0),
+            served_inline: AtomicU64::new(0),
         })
     }
 
@@ -497,7 +508,7 @@ impl Dispatch {
     ) -> Result<Request, DispatchError> {
         let (tx, rx) = oneshot::channel();
         {
-            let st = self.lock();
+            let mut st = self.lock();
             if st.closed {
                 return Err(DispatchError::Closed {
                     shard: self.name.clone(),
@@ -511,7 +522,13 @@ impl Dispatch {
                 permit: Some(permit),
                 tried: Vec::new(),
             };
-            self.place(st, job, false);
+            match Self::inline_slot(&mut st, &job) {
+                Some((i, inline)) => {
+                    drop(st);
+                    self.serve_inline(i, &inline, job);
+                }
+                None => self.place(st, job, false),
+            }
         }
         rx.await.unwrap_or_else(|_| {
             Err(DispatchError::Closed {
@@ -547,6 +564,86 @@ impl Dispatch {
         let target = st.slots[i].target.clone();
         drop(st);
         self.hand_over(i, target, job);
+    }
+
+    /// The replica whose Executor the caller of `job` may run itself, now counted busy: the one
+    /// [`State::pick`] chooses, when it is idle and parked (not lingering) and its Executor is
+    /// quick and opted in ([`crate::inline`]).
+    fn inline_slot(st: &mut State, job: &Job) -> Option<(usize, Arc<Inline>)> {
+        if !st.live() {
+            return None;
+        }
+        let i = st.pick(job)?;
+        let s = &mut st.slots[i];
+        let inline = s.inline.as_ref().filter(|x| x.quick())?.clone();
+        if s.lingering || s.outstanding != 0 || !matches!(s.target, Target::Local(_)) {
+            return None;
+        }
+        s.outstanding += 1;
+        Some((i, inline))
+    }
+
+    /// Runs `job` on this thread with replica `i`'s Executor (counted busy for it), then up to
+    /// [`inline::DRAIN`] requests queued meanwhile; what is left, or what may not run here, goes
+    /// to the replica's own thread.
+    fn serve_inline(&self, i: usize, inline: &Inline, mut job: Job) {
+        for _ in 0..inline::DRAIN {
+            let request = job.take_request();
+            match inline.serve(request) {
+                Served::Answered(answer) => {
+                    self.served_inline.fetch_add(1, Ordering::Relaxed);
+                    job.reply(answer);
+                }
+                Served::Declined(request) => {
+                    job.request = Some(request);
+                    return self.to_replica(i, job);
+                }
+                Served::Panicked(request, message) => {
+                    let replica = inline.replica().clone();
+                    tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
+                    let addr = self.local(i);
+                    self.replica_down(i);
+                    job.reply(Err(DispatchError::Panicked {
+                        replica,
+                        message: message.clone(),
+                        docs: Some(Arc::new(request.docs)),
+                    }));
+                    if let Some(addr) = addr {
+                        addr.do_send(InlinePanicked(message));
+                    }
+                    return;
+                }
+            }
+            let mut st = self.lock();
+            let up = st.slots[i].state == SlotState::Up;
+            match st.queue.pop_front() {
+                Some(next) if up => job = next,
+                Some(next) => {
+                    // The replica was taken out meanwhile: the job goes to another.
+                    drop(st);
+                    return self.requeue(next);
+                }
+                None => {
+                    st.free(i);
+                    return;
+                }
+            }
+        }
+        self.to_replica(i, job);
+    }
+
+    /// Hands `job` to replica `i`'s thread; the replica is already counted busy with it.
+    fn to_replica(&self, i: usize, job: Job) {
+        let target = self.lock().slots[i].target.clone();
+        self.hand_over(i, target, job);
+    }
+
+    /// Replica `i`'s Executor may be run by callers (set by the replica as it starts; a replica
+    /// taken out of rotation loses it).
+    pub(crate) fn set_inline(&self, i: usize, inline: Arc<Inline>) {
+        if let Some(s) = self.lock().slots.get_mut(i) {
+            s.inline = Some(inline);
+        }
     }
 
     fn enqueue(st: &mut State, job: Job, front: bool) {
@@ -650,6 +747,7 @@ impl Dispatch {
         }
         s.outstanding = 0;
         s.lingering = false;
+        s.inline = None;
     }
 
     fn requeue(&self, job: Job) {
@@ -702,6 +800,7 @@ impl Dispatch {
             sent: self.sent.load(Ordering::Relaxed),
             queued: self.taken_queued.load(Ordering::Relaxed),
             lingered: self.taken_lingering.load(Ordering::Relaxed),
+            inline: self.served_inline.load(Ordering::Relaxed),
         }
     }
 

@@ -11,6 +11,8 @@
 //! - [`reduce`]: merging the results of parallel branches and shards by doc id.
 //! - [`replica`]: `ReplicaActor`, one Executor on an Arbiter of its own.
 //! - [`dispatch`]: the idle-first dispatch table of a shard, with its bounded queue.
+//! - [`linger`], [`inline`]: fewer thread hand-overs: replicas that stay awake a moment, and
+//!   callers that run a quick Executor themselves.
 //! - [`shard`]: the shard supervisor (start, restart on panic, stop).
 //! - [`remote`]: `RemoteReplica`, the way external Executors enter the kernel.
 //! - [`router`]: one per Flow node: needs join, `when`, polling, reduce.
@@ -24,6 +26,7 @@ pub mod executor;
 pub mod flow;
 pub mod gpu;
 pub mod graph;
+pub mod inline;
 pub mod linger;
 pub mod query;
 pub mod raft;

@@ -13,6 +13,10 @@
 //! that takes a request for it also takes the compatible requests queued behind it (same
 //! endpoint, equal parameters, up to the preferred size in docs), calls the handler once over
 //! all their docs, and hands each request its own docs back.
+//!
+//! An Executor that opted in to inline serving ([`crate::inline`]) sits behind a lock that the
+//! shard's callers may take too: its replica's thread then serves only what callers leave to
+//! it (slow handlers, batches, requests queued behind a busy replica).
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -30,6 +34,7 @@ use crate::executor::{
     Context as ExecContext, DynExecutor, DynamicBatching, ExecutorError, HandlerResult, Output,
     Route,
 };
+use crate::inline::Inline;
 use crate::request::Request;
 
 /// A job for the replica (sent only while the replica is idle).
@@ -164,7 +169,10 @@ const BATCH: usize = 64;
 
 pub struct ReplicaActor {
     index: usize,
+    /// The Executor, unless callers may run it too (then it is in `inline`); `None` while an
+    /// async handler holds it.
     exec: Option<Box<dyn DynExecutor>>,
+    inline: Option<Arc<Inline>>,
     /// The endpoints served in batches, by the endpoint their handler is bound to.
     batching: Arc<BTreeMap<String, DynamicBatching>>,
     ctx: Arc<ExecContext>,
@@ -182,11 +190,24 @@ impl ReplicaActor {
         dispatch: Arc<Dispatch>,
         supervisor: Recipient<ReplicaFailed>,
         batching: Arc<BTreeMap<String, DynamicBatching>>,
+        inline_ok: bool,
     ) -> Self {
         let span = tracing::info_span!("replica", name = %ctx.runtime_name);
+        let (exec, inline) = if inline_ok {
+            match exec.into_inline() {
+                Ok(shared) => {
+                    let inline = Inline::new(shared, ctx.clone(), span.clone(), batching.clone());
+                    (None, Some(Arc::new(inline)))
+                }
+                Err(own) => (Some(own), None),
+            }
+        } else {
+            (Some(exec), None)
+        };
         ReplicaActor {
             index,
-            exec: Some(exec),
+            exec,
+            inline,
             batching,
             ctx,
             dispatch,
@@ -265,18 +286,50 @@ impl ReplicaActor {
     }
 
     /// How `req`'s endpoint is batched, if it is (a multi-part request never is).
-    fn batching_of(&self, req: &Request) -> Option<&DynamicBatching> {
+    fn batching_of(&self, req: &Request) -> Option<DynamicBatching> {
         if self.batching.is_empty() || !req.docs_matrix.is_empty() {
             return None;
         }
-        let exec = self.exec.as_ref()?;
-        let handler = match exec.route(&req.endpoint) {
-            Route::Sync(h) | Route::Async(h) => h,
-            Route::PassThrough => return None,
-        };
-        self.batching
-            .get(&*req.endpoint)
-            .or_else(|| self.batching.get(exec.endpoint_of(handler)))
+        let batching = &self.batching;
+        self.with_exec(|exec| {
+            let handler = match exec.route(&req.endpoint) {
+                Route::Sync(h) | Route::Async(h) => h,
+                Route::PassThrough => return None,
+            };
+            batching
+                .get(&*req.endpoint)
+                .or_else(|| batching.get(exec.endpoint_of(handler)))
+                .copied()
+        })
+        .flatten()
+    }
+
+    /// Runs `f` on the Executor, wherever it is kept; `None` when it is away (an async handler
+    /// holds it, or a handler panicked on a caller's thread).
+    fn with_exec<T>(&self, f: impl FnOnce(&(dyn DynExecutor + 'static)) -> T) -> Option<T> {
+        match &self.inline {
+            Some(inline) => {
+                let guard = inline.lock();
+                let exec: &(dyn DynExecutor + 'static) = guard.as_deref()?;
+                Some(f(exec))
+            }
+            None => self.exec.as_deref().map(f),
+        }
+    }
+
+    /// [`Self::with_exec`] with the Executor mutable.
+    fn with_exec_mut<T>(
+        &mut self,
+        f: impl FnOnce(&mut (dyn DynExecutor + 'static)) -> T,
+    ) -> Option<T> {
+        match &self.inline {
+            Some(inline) => {
+                let mut guard = inline.lock();
+                let exec: &mut (dyn DynExecutor + 'static) = guard.as_deref_mut()?;
+                Some(f(exec))
+            }
+            None => self.exec.as_deref_mut().map(f),
+        }
     }
 
     /// Serves each request of a batch that failed alone (the endpoint is declared
@@ -309,23 +362,36 @@ impl ReplicaActor {
     /// false when an async handler took over (it answers, and for a job takes the next one,
     /// when it is done) or the replica is stopping.
     fn run(&mut self, mut req: Request, reply: Reply, ctx: &mut Context<Self>) -> bool {
-        let Some(exec) = self.exec.as_mut() else {
-            // Only while an async handler holds the Executor, which blocks the mailbox.
+        let Some(route) = self.with_exec(|e| e.route(&req.endpoint)) else {
+            // Only while an async handler holds the Executor (which blocks the mailbox), or
+            // after a handler panicked on a caller's thread (this replica is being replaced).
             reply.send(Err(DispatchError::Closed {
                 shard: self.dispatch.name().clone(),
             }));
             return true;
         };
-        match exec.route(&req.endpoint) {
+        match route {
             Route::PassThrough => {
                 reply.send(Ok(req));
                 true
             }
             Route::Sync(h) => {
-                let ectx = &self.ctx;
-                let result = self.span.in_scope(|| {
-                    std::panic::catch_unwind(AssertUnwindSafe(|| exec.call_sync(h, &mut req, ectx)))
-                });
+                let (ectx, span) = (self.ctx.clone(), self.span.clone());
+                let started = self.inline.is_some().then(std::time::Instant::now);
+                let result = self
+                    .with_exec_mut(|exec| {
+                        span.in_scope(|| {
+                            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                exec.call_sync(h, &mut req, &ectx)
+                            }))
+                        })
+                    })
+                    .unwrap_or_else(|| {
+                        Ok(Err(ExecutorError::new("the replica's Executor is gone")))
+                    });
+                if let (Some(inline), Some(started)) = (&self.inline, started) {
+                    inline.record(started.elapsed());
+                }
                 match reply {
                     Reply::Batch(parts)
                         if parts.len() > 1
@@ -380,7 +446,7 @@ impl ReplicaActor {
     /// Answers. Returns false when the handler panicked and the replica is stopping.
     fn finish(
         &mut self,
-        mut req: Request,
+        req: Request,
         result: Result<HandlerResult, String>,
         reply: Reply,
         ctx: &mut Context<Self>,
@@ -397,27 +463,17 @@ impl ReplicaActor {
                 ));
                 true
             }
-            Ok(Ok(output)) => {
-                match output {
-                    Output::Keep => {}
-                    Output::Docs(docs) => req.docs = docs,
-                    Output::Results(v) => {
-                        req.results.insert(replica.to_string(), v);
-                    }
-                }
-                req.routes.push(replica.clone());
-                reply.send(Ok(req));
-                true
-            }
-            Ok(Err(error)) => {
-                reply.send(Err(
-                    DispatchError::executor(replica.clone(), error).with_docs(req.docs)
-                ));
+            Ok(handled) => {
+                reply.send(answer(replica, req, handled));
                 true
             }
             Err(message) => {
                 tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
                 self.dispatch.replica_down(self.index);
+                if let Some(inline) = &self.inline {
+                    // Nobody runs the Executor again: its state is unknown.
+                    inline.lock().take();
+                }
                 reply.send(Err(DispatchError::Panicked {
                     replica: replica.clone(),
                     message: message.clone(),
@@ -439,21 +495,43 @@ impl ReplicaActor {
         what: &str,
         f: impl FnOnce(&mut dyn DynExecutor) -> Result<T, ExecutorError>,
     ) -> Result<T, ExecutorError> {
-        let Some(exec) = self.exec.as_mut() else {
-            return Err(ExecutorError::new(format!("{what}: the Executor is busy")));
-        };
-        let span = &self.span;
-        span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| f(exec.as_mut()))))
-            .unwrap_or_else(|p| {
-                Err(ExecutorError::named(
-                    "Panic",
-                    format!("{what}: {}", panic_message(p)),
-                ))
-            })
+        let span = self.span.clone();
+        self.with_exec_mut(|exec| {
+            span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| f(exec))))
+                .unwrap_or_else(|p| {
+                    Err(ExecutorError::named(
+                        "Panic",
+                        format!("{what}: {}", panic_message(p)),
+                    ))
+                })
+        })
+        .unwrap_or_else(|| Err(ExecutorError::new(format!("{what}: the Executor is busy"))))
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+/// The answer to a request whose handler returned `handled` on replica `replica`.
+pub(crate) fn answer(
+    replica: &Arc<str>,
+    mut req: Request,
+    handled: HandlerResult,
+) -> Result<Request, DispatchError> {
+    match handled {
+        Ok(output) => {
+            match output {
+                Output::Keep => {}
+                Output::Docs(docs) => req.docs = docs,
+                Output::Results(v) => {
+                    req.results.insert(replica.to_string(), v);
+                }
+            }
+            req.routes.push(replica.clone());
+            Ok(req)
+        }
+        Err(error) => Err(DispatchError::executor(replica.clone(), error).with_docs(req.docs)),
+    }
+}
+
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -468,7 +546,10 @@ impl Actor for ReplicaActor {
 
     fn started(&mut self, _ctx: &mut Self::Context) {
         let _e = self.span.enter();
-        tracing::debug!("replica started");
+        tracing::debug!(inline = self.inline.is_some(), "replica started");
+        if let Some(inline) = &self.inline {
+            self.dispatch.set_inline(self.index, inline.clone());
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -529,6 +610,25 @@ impl Handler<Restore> for ReplicaActor {
 
     fn handle(&mut self, Restore(dir): Restore, _: &mut Self::Context) -> Self::Result {
         self.with_executor("restore", |e| e.restore(&dir))
+    }
+}
+
+/// A handler of this replica panicked on a caller's thread ([`crate::inline`]): the replica
+/// is out of rotation already; it stops, and its supervisor starts a fresh one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct InlinePanicked(pub String);
+
+impl Handler<InlinePanicked> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, InlinePanicked(reason): InlinePanicked, ctx: &mut Self::Context) {
+        self.failed = true;
+        let _ = self.supervisor.try_send(ReplicaFailed {
+            index: self.index,
+            reason,
+        });
+        ctx.stop();
     }
 }
 

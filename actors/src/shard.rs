@@ -357,7 +357,10 @@ impl ShardSupervisor {
             let result = match built {
                 Ok(Ok(exec)) => {
                     let batching = spec.batching.clone();
-                    Ok(ReplicaActor::new(i, exec, ectx, dispatch, me, batching).start())
+                    // A stateful replica's Executor is driven by its Raft log, on its thread.
+                    let inline_ok = spec.raft.is_none();
+                    let actor = ReplicaActor::new(i, exec, ectx, dispatch, me, batching, inline_ok);
+                    Ok(actor.start())
                 }
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(ExecutorError::named(
