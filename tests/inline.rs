@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::within;
@@ -24,35 +24,48 @@ fn thread() -> String {
     format!("{:?}", std::thread::current().id())
 }
 
-/// Marks every doc with the thread its handler ran on; `/slow` sleeps first; `/boom` panics,
-/// naming its thread. Fails a request if another call of the same instance is under way.
+/// Marks every doc with the thread its handler ran on (`/where`, `/slow` after sleeping) or
+/// with the number of its instance (`/who`); `/boom` panics, naming its thread. Fails a request
+/// if another call of the same instance is under way; counts its instances dropped.
 struct Probe {
     busy: AtomicBool,
+    instance: usize,
+    dropped: Arc<AtomicUsize>,
 }
 
 impl Probe {
-    fn mark(&mut self, req: &mut Request) -> Result<(), ExecutorError> {
+    fn mark(&mut self, req: &mut Request, text: String) -> Result<(), ExecutorError> {
         if self.busy.swap(true, Ordering::SeqCst) {
             return Err(ExecutorError::new("two calls at once on one replica"));
         }
         // A moment inside the handler, so that overlapping calls would meet here.
         std::hint::black_box((0..20).sum::<u64>());
         for d in req.docs.iter_mut() {
-            d.set_text(thread());
+            d.set_text(text.clone());
         }
         self.busy.store(false, Ordering::SeqCst);
         Ok(())
     }
 }
 
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl Executor for Probe {
     fn requests(r: &mut Requests<Self>) {
         r.on("/where", |p: &mut Probe, req: &mut Request, _: &Context| {
-            p.mark(req)
+            p.mark(req, thread())
+        });
+        r.on("/who", |p: &mut Probe, req: &mut Request, _: &Context| {
+            let me = p.instance.to_string();
+            p.mark(req, me)
         });
         r.on("/slow", |p: &mut Probe, req: &mut Request, _: &Context| {
             std::thread::sleep(Duration::from_millis(2));
-            p.mark(req)
+            p.mark(req, thread())
         });
         r.on(
             "/boom",
@@ -79,20 +92,40 @@ impl Executor for AsyncProbe {
     }
 }
 
-fn start(name: &str, replicas: usize) -> Running {
-    Deployment::new()
+/// A Deployment of `replicas` Probes; the count of Probe instances dropped so far.
+fn start(name: &str, replicas: usize) -> (Running, Arc<AtomicUsize>) {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let built = Arc::new(AtomicUsize::new(0));
+    let counter = dropped.clone();
+    let dep = Deployment::new()
         .name(name)
         .uses_factory(
             "Probe",
-            factory(|_| {
+            factory(move |_| {
                 Ok(Probe {
                     busy: AtomicBool::new(false),
+                    instance: built.fetch_add(1, Ordering::SeqCst) + 1,
+                    dropped: counter.clone(),
                 })
             }),
         )
         .replicas(replicas as i64)
         .start()
-        .unwrap()
+        .unwrap();
+    (dep, dropped)
+}
+
+/// Calls `/where` until a call runs on this thread (the Executor is then known to be quick);
+/// how many calls that took.
+async fn until_inline(dep: &Running) -> u64 {
+    let me = thread();
+    for i in 0..2000 {
+        let (ran_on, _) = within(30, call(dep, "/where", &format!("warm{i}"))).await;
+        if ran_on == me {
+            return i + 1;
+        }
+    }
+    panic!("no call ran on the caller's thread");
 }
 
 fn hand_offs(dep: &Running) -> HandOffs {
@@ -113,7 +146,7 @@ async fn call(dep: &Running, endpoint: &str, id: &str) -> (String, Vec<String>) 
 #[tokio::test]
 async fn a_quick_handler_runs_on_the_callers_thread_once_measured() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let dep = start("probe", 1);
+    let (dep, _) = start("probe", 1);
     let me = thread();
     // Not measured yet: the replica's own thread serves the first call.
     let (first, routes) = within(30, call(&dep, "/where", "d0")).await;
@@ -152,7 +185,7 @@ async fn a_quick_handler_runs_on_the_callers_thread_once_measured() {
 #[tokio::test]
 async fn a_slow_handler_stays_on_its_replicas_thread() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let dep = start("slow", 1);
+    let (dep, _) = start("slow", 1);
     let me = thread();
     for i in 0..20 {
         let (ran_on, _) = within(30, call(&dep, "/slow", &format!("s{i}"))).await;
@@ -198,48 +231,69 @@ async fn an_async_executor_is_never_run_inline() {
 #[tokio::test]
 async fn a_panic_on_the_callers_thread_restarts_the_replica() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let dep = start("crashy", 1);
+    let (dep, dropped) = start("crashy", 1);
     let me = thread();
-    // Until a call has run here, the next one (the panic) may not.
-    let mut i = 0;
-    loop {
-        let (ran_on, _) = within(30, call(&dep, "/where", &format!("d{i}"))).await;
-        i += 1;
-        if ran_on == me {
-            break;
-        }
-        assert!(i < 1000, "no call ran on the caller's thread");
-    }
-    let boom = Request::new("/boom", DocList::from(vec![Doc::with_id("b")]));
-    match within(30, dep.call(boom)).await {
-        Err(Error::Request(DispatchError::Panicked {
-            replica,
-            message,
-            docs,
-        })) => {
-            assert_eq!(&*replica, "crashy/rep-0");
-            assert_eq!(
-                message,
-                format!("boom on {me}"),
-                "it panicked on this thread"
-            );
-            assert_eq!(docs.as_deref().map(DocList::ids), Some(vec!["b"]));
-        }
-        other => panic!("expected the panic, got {other:?}"),
-    }
-    // The replica is replaced, and the new one serves.
     let dispatch = dep.kernel().routers()[0].shards()[0].dispatch().clone();
-    within(30, async {
-        loop {
-            if dispatch.running_replicas() == 1 {
-                break;
+    // The panic runs here when the Executor is still quick after the last call that did; a
+    // stall in between sends it to the replica's thread instead, which restarts the replica
+    // too: then try again, with the next instance.
+    let mut panics = 0;
+    loop {
+        until_inline(&dep).await;
+        let (before, _) = within(30, call(&dep, "/who", "who")).await;
+        let boom = Request::new("/boom", DocList::from(vec![Doc::with_id("b")]));
+        let message = match within(30, dep.call(boom)).await {
+            Err(Error::Request(DispatchError::Panicked {
+                replica,
+                message,
+                docs,
+            })) => {
+                assert_eq!(&*replica, "crashy/rep-0");
+                assert_eq!(docs.as_deref().map(DocList::ids), Some(vec!["b"]));
+                message
             }
+            other => panic!("expected the panic, got {other:?}"),
+        };
+        panics += 1;
+        // The replica is replaced by a fresh instance, which serves; the broken one is gone.
+        within(30, async {
+            while dispatch.running_replicas() != 1 || dropped.load(Ordering::SeqCst) < panics {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let (after, routes) = within(30, call(&dep, "/who", "who")).await;
+        assert_eq!(routes, ["crashy/rep-0"]);
+        assert_ne!(after, before, "a fresh instance serves after the panic");
+        if message == format!("boom on {me}") {
+            break; // it panicked on this thread
+        }
+        assert!(
+            panics < 5,
+            "the panic never ran on the caller's thread: {message}"
+        );
+    }
+    dep.close();
+}
+
+#[tokio::test]
+async fn a_stopped_replica_takes_its_executor_with_it() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (dep, dropped) = start("stopped", 1);
+    until_inline(&dep).await;
+    let shard = &dep.kernel().routers()[0].shards()[0];
+    shard.stop_replica(0);
+    // Callers no longer hold the Executor: it is dropped with its replica.
+    within(30, async {
+        while dropped.load(Ordering::SeqCst) < 1 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await;
-    let (_, routes) = within(30, call(&dep, "/where", "after")).await;
-    assert_eq!(routes, ["crashy/rep-0"]);
+    shard.restart_replica(0).expect("restarted");
+    until_inline(&dep).await;
+    let (who, _) = within(30, call(&dep, "/who", "who")).await;
+    assert_eq!(who, "2", "the restarted replica's own Executor serves");
     dep.close();
 }
 
@@ -247,7 +301,8 @@ async fn a_panic_on_the_callers_thread_restarts_the_replica() {
 async fn concurrent_callers_share_replicas_one_request_at_a_time() {
     let _serial = ONE_AT_A_TIME.lock().await;
     for replicas in [1, 3] {
-        let dep = Arc::new(start(&format!("busy{replicas}"), replicas));
+        let dep = Arc::new(start(&format!("busy{replicas}"), replicas).0);
+        let warm = until_inline(&dep).await;
         let tasks: Vec<_> = (0..8)
             .map(|c| {
                 let dep = dep.clone();
@@ -263,7 +318,15 @@ async fn concurrent_callers_share_replicas_one_request_at_a_time() {
             within(60, t).await.expect("a caller");
         }
         let h = hand_offs(&dep);
-        assert_eq!(h.sent + h.queued + h.lingered + h.inline, 8 * 300, "{h:?}");
+        assert_eq!(
+            h.sent + h.queued + h.lingered + h.inline,
+            warm + 8 * 300,
+            "{h:?}"
+        );
+        assert!(
+            h.inline > 1,
+            "no caller ran a replica's Executor under load: {h:?}"
+        );
         Arc::try_unwrap(dep).ok().expect("the last handle").close();
     }
 }

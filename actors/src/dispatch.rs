@@ -37,7 +37,7 @@ use crate::executor::ExecutorError;
 use crate::inline::{self, Inline, Served};
 use crate::linger;
 use crate::remote::{RemoteError, RemoteReplica};
-use crate::replica::{InlinePanicked, ReplicaActor, Run};
+use crate::replica::{InlinePanicked, ReplicaActor, Run, Started};
 use crate::request::Request;
 
 /// How many queued requests [`Dispatch::take_batch`] looks at, at most.
@@ -177,6 +177,10 @@ struct Slot {
     lingering: bool,
     /// The replica's Executor, when callers may run it ([`crate::inline`]).
     inline: Option<Arc<Inline>>,
+    /// Bumped whenever the slot's replica is taken out, replaced or retired: a caller running
+    /// the replica's Executor ([`Dispatch::serve_inline`]) touches the slot afterwards only if
+    /// it is still the one it claimed.
+    generation: u64,
     /// Consecutive failures of a remote replica, and until when it cools down: it is then
     /// used only when no other replica has room, so a dead replica does not attract requests.
     failures: u32,
@@ -194,6 +198,7 @@ impl Slot {
             freed: 0,
             lingering: false,
             inline: None,
+            generation: 0,
             failures: 0,
             cool_until: None,
         }
@@ -523,9 +528,9 @@ impl Dispatch {
                 tried: Vec::new(),
             };
             match Self::inline_slot(&mut st, &job) {
-                Some((i, inline)) => {
+                Some((i, inline, generation)) => {
                     drop(st);
-                    self.serve_inline(i, &inline, job);
+                    self.serve_inline(i, &inline, generation, job);
                 }
                 None => self.place(st, job, false),
             }
@@ -566,10 +571,10 @@ impl Dispatch {
         self.hand_over(i, target, job);
     }
 
-    /// The replica whose Executor the caller of `job` may run itself, now counted busy: the one
-    /// [`State::pick`] chooses, when it is idle and parked (not lingering) and its Executor is
-    /// quick and opted in ([`crate::inline`]).
-    fn inline_slot(st: &mut State, job: &Job) -> Option<(usize, Arc<Inline>)> {
+    /// The replica whose Executor the caller of `job` may run itself, now counted busy, with the
+    /// slot's generation: the one [`State::pick`] chooses, when it is idle and parked (not
+    /// lingering) and its Executor is quick and opted in ([`crate::inline`]).
+    fn inline_slot(st: &mut State, job: &Job) -> Option<(usize, Arc<Inline>, u64)> {
         if !st.live() {
             return None;
         }
@@ -580,13 +585,15 @@ impl Dispatch {
             return None;
         }
         s.outstanding += 1;
-        Some((i, inline))
+        Some((i, inline, s.generation))
     }
 
-    /// Runs `job` on this thread with replica `i`'s Executor (counted busy for it), then up to
-    /// [`inline::DRAIN`] requests queued meanwhile; what is left, or what may not run here, goes
-    /// to the replica's own thread.
-    fn serve_inline(&self, i: usize, inline: &Inline, mut job: Job) {
+    /// Runs `job` on this thread with replica `i`'s Executor (counted busy for it since
+    /// generation `generation`), then requests queued meanwhile, up to [`inline::DRAIN`] in all
+    /// and while the Executor stays quick; what is left, or what may not run here, goes to the
+    /// replica's own thread. If the slot's replica was replaced meanwhile, the slot is left to
+    /// the new one.
+    fn serve_inline(&self, i: usize, inline: &Inline, generation: u64, mut job: Job) {
         for _ in 0..inline::DRAIN {
             let request = job.take_request();
             match inline.serve(request) {
@@ -596,13 +603,24 @@ impl Dispatch {
                 }
                 Served::Declined(request) => {
                     job.request = Some(request);
-                    return self.to_replica(i, job);
+                    return self.to_replica(i, generation, job);
                 }
                 Served::Panicked(request, message) => {
                     let replica = inline.replica().clone();
                     tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
-                    let addr = self.local(i);
-                    self.replica_down(i);
+                    let addr = {
+                        let mut st = self.lock();
+                        let s = &mut st.slots[i];
+                        match &s.target {
+                            Target::Local(addr) if s.generation == generation => {
+                                let addr = addr.clone();
+                                drop(st);
+                                self.mark_down(i);
+                                Some(addr)
+                            }
+                            _ => None,
+                        }
+                    };
                     job.reply(Err(DispatchError::Panicked {
                         replica,
                         message: message.clone(),
@@ -615,11 +633,18 @@ impl Dispatch {
                 }
             }
             let mut st = self.lock();
-            let up = st.slots[i].state == SlotState::Up;
+            let s = &st.slots[i];
+            if s.generation != generation {
+                return; // replaced meanwhile: the slot is the new replica's
+            }
+            let up = s.state == SlotState::Up;
             match st.queue.pop_front() {
-                Some(next) if up => job = next,
+                Some(next) if up && inline.quick() => job = next,
+                Some(next) if up => {
+                    drop(st);
+                    return self.to_replica(i, generation, next);
+                }
                 Some(next) => {
-                    // The replica was taken out meanwhile: the job goes to another.
                     drop(st);
                     return self.requeue(next);
                 }
@@ -629,21 +654,33 @@ impl Dispatch {
                 }
             }
         }
-        self.to_replica(i, job);
+        // Enough for one caller: the rest is the replica's.
+        let next = {
+            let mut st = self.lock();
+            if st.slots[i].generation != generation {
+                return;
+            }
+            match st.queue.pop_front() {
+                Some(next) => next,
+                None => {
+                    st.free(i);
+                    return;
+                }
+            }
+        };
+        self.to_replica(i, generation, next);
     }
 
-    /// Hands `job` to replica `i`'s thread; the replica is already counted busy with it.
-    fn to_replica(&self, i: usize, job: Job) {
-        let target = self.lock().slots[i].target.clone();
-        self.hand_over(i, target, job);
-    }
-
-    /// Replica `i`'s Executor may be run by callers (set by the replica as it starts; a replica
-    /// taken out of rotation loses it).
-    pub(crate) fn set_inline(&self, i: usize, inline: Arc<Inline>) {
-        if let Some(s) = self.lock().slots.get_mut(i) {
-            s.inline = Some(inline);
+    /// Hands `job` to replica `i`'s thread, the replica counted busy with it since `generation`;
+    /// back to the queue if the replica was replaced meanwhile.
+    fn to_replica(&self, i: usize, generation: u64, job: Job) {
+        let st = self.lock();
+        if st.slots[i].generation != generation {
+            return self.place(st, job, true);
         }
+        let target = st.slots[i].target.clone();
+        drop(st);
+        self.hand_over(i, target, job);
     }
 
     fn enqueue(st: &mut State, job: Job, front: bool) {
@@ -748,6 +785,7 @@ impl Dispatch {
         s.outstanding = 0;
         s.lingering = false;
         s.inline = None;
+        s.generation += 1;
     }
 
     fn requeue(&self, job: Job) {
@@ -834,11 +872,13 @@ impl Dispatch {
     }
 
     /// Local replica `i` (re)started at `addr`: it takes the oldest queued job, or waits free.
-    pub(crate) fn replica_up(&self, i: usize, addr: Addr<ReplicaActor>) {
+    pub(crate) fn replica_up(&self, i: usize, started: Started) {
         {
             let mut st = self.lock();
             let s = &mut st.slots[i];
-            s.target = Target::Local(addr);
+            s.target = Target::Local(started.addr);
+            s.inline = started.inline;
+            s.generation += 1;
             s.state = SlotState::Up;
             s.outstanding = 0;
             s.lingering = false;
@@ -851,6 +891,8 @@ impl Dispatch {
         let mut st = self.lock();
         st.slots[i].state = SlotState::Dead;
         st.slots[i].target = Target::None;
+        st.slots[i].inline = None;
+        st.slots[i].generation += 1;
         if st.live() {
             return;
         }
@@ -868,6 +910,8 @@ impl Dispatch {
     pub(crate) fn retire(&self, i: usize) -> Option<Addr<ReplicaActor>> {
         let mut st = self.lock();
         st.slots[i].state = SlotState::Dead;
+        st.slots[i].inline = None;
+        st.slots[i].generation += 1;
         match std::mem::replace(&mut st.slots[i].target, Target::None) {
             Target::Local(addr) => Some(addr),
             _ => None,

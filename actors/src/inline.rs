@@ -11,23 +11,27 @@
 //! - The Executor opted in ([`crate::executor::Requests::inline`]): it is `Send`, has no
 //!   `async` handler, and does not rely on its replica's thread.
 //! - The shard is not stateful (a stateful replica's Executor is driven by its Raft log).
-//! - The request is a fresh call (not a retry or a requeued job), to a sync handler whose
-//!   endpoint is not served in batches.
-//! - The replica chosen for it is idle and parked. The choice is the dispatch table's
-//!   own (idle first, the most recently freed first): inline serving never changes which
-//!   replica serves a request, only which thread runs it.
+//! - The request goes to a sync handler whose endpoint is not served in batches.
+//! - The replica the dispatch table chooses for a caller's request is idle and parked (the
+//!   choice is the table's own: idle first, the most recently freed first; inline serving
+//!   never changes which replica serves a request, only which thread runs it).
 //! - The replica's handlers took at most `FLOTILLA_INLINE_US` (default 20 µs; 0 turns inline
-//!   serving off) on average, as measured on every call (an exponential moving average
-//!   over both kinds of call). Until the first call has been measured, requests go to the
-//!   replica's thread, so a slow Executor never blocks a caller's thread (a gRPC gateway's
-//!   worker) for longer than one of its calls before it stops being run inline.
+//!   serving off) on average, as measured on every call on either kind of thread (an
+//!   exponential moving average). Until a first call has been measured, requests go to the
+//!   replica's thread, and the average is checked again before every request a caller runs,
+//!   so a slow Executor blocks a caller's thread (a gRPC gateway's worker) for one of its
+//!   calls at most before it stops being run inline.
 //!
 //! What is promised: a replica still serves one request at a time (its Executor sits behind a
 //! lock, which its own thread takes as well, and the dispatch table counts the replica busy
-//! while a caller runs it). A caller that finds requests queued behind it when its handler
-//! returns serves up to [`DRAIN`] of them too (they queued because this replica was busy), then
-//! leaves the rest to the replica's thread. A handler that panics on a caller's thread takes its
-//! replica out of rotation and gets it restarted, exactly as on the replica's own thread.
+//! while a caller runs it). A caller that finds requests queued when its handler returns (they
+//! queued because the replicas were busy) serves them too, up to [`DRAIN`] requests in all,
+//! its own included, then leaves the rest to the replica's thread. A handler that panics on a
+//! caller's thread fails its request with the same error, takes its replica out of rotation
+//! and gets it restarted, as on the replica's own thread; the broken Executor is dropped on the
+//! caller's thread (a panic in its `Drop` is caught). A replica stopped, restarted or scaled
+//! away takes its Executor with it: callers only ever run the Executor of the replica now in
+//! the slot.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -44,7 +48,8 @@ use crate::request::Request;
 pub const LIMIT_ENV: &str = "FLOTILLA_INLINE_US";
 /// The limit when none is set.
 const DEFAULT_US: u64 = 20;
-/// Queued requests a caller serves after its own before it leaves the rest to the replica.
+/// Requests a caller serves in all, its own included, before it leaves the rest queued for the
+/// replica's thread.
 pub(crate) const DRAIN: usize = 16;
 /// Not measured yet.
 const UNKNOWN: u64 = u64::MAX;

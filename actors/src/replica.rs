@@ -217,6 +217,11 @@ impl ReplicaActor {
         }
     }
 
+    /// The Executor as callers may run it, if it opted in ([`crate::inline`]).
+    pub(crate) fn inline(&self) -> Option<Arc<Inline>> {
+        self.inline.clone()
+    }
+
     /// Serves `job`, then whatever the queue holds, up to [`BATCH`] jobs.
     fn serve(&mut self, mut job: Job, ctx: &mut Context<Self>) {
         for _ in 0..BATCH {
@@ -470,10 +475,10 @@ impl ReplicaActor {
             Err(message) => {
                 tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
                 self.dispatch.replica_down(self.index);
-                if let Some(inline) = &self.inline {
-                    // Nobody runs the Executor again: its state is unknown.
-                    inline.lock().take();
-                }
+                // Nobody runs the Executor again: its state is unknown. It is dropped after the
+                // answer and the supervisor's notice, where a panic in its `Drop` cannot stop
+                // them (then it is leaked), as an owned Executor is dropped with its actor.
+                let broken = self.inline.as_ref().and_then(|x| x.lock().take());
                 reply.send(Err(DispatchError::Panicked {
                     replica: replica.clone(),
                     message: message.clone(),
@@ -485,6 +490,7 @@ impl ReplicaActor {
                     reason: message,
                 });
                 ctx.stop();
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(broken)));
                 false
             }
         }
@@ -547,9 +553,6 @@ impl Actor for ReplicaActor {
     fn started(&mut self, _ctx: &mut Self::Context) {
         let _e = self.span.enter();
         tracing::debug!(inline = self.inline.is_some(), "replica started");
-        if let Some(inline) = &self.inline {
-            self.dispatch.set_inline(self.index, inline.clone());
-        }
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -630,6 +633,14 @@ impl Handler<InlinePanicked> for ReplicaActor {
         });
         ctx.stop();
     }
+}
+
+/// A replica just started: its actor, and its Executor when callers may run it
+/// ([`crate::inline`]). The shard's dispatch table takes both at once
+/// ([`Dispatch::replica_up`]).
+pub(crate) struct Started {
+    pub addr: Addr<ReplicaActor>,
+    pub inline: Option<Arc<Inline>>,
 }
 
 /// Stops the replica after the job it is serving.

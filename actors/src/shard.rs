@@ -18,7 +18,7 @@ use crate::dispatch::{Dispatch, DispatchError};
 use crate::executor::{Context as ExecContext, DynamicBatching, ExecutorError, SharedFactory};
 use crate::raft::group::{self as raft_group, RaftGroup, RaftSpec};
 use crate::remote::RemoteReplica;
-use crate::replica::{ReplicaActor, ReplicaFailed, Stop};
+use crate::replica::{ReplicaActor, ReplicaFailed, Started, Stop};
 use crate::request::Request;
 use crate::system::system;
 
@@ -334,7 +334,7 @@ impl Actor for ShardSupervisor {
     type Context = Context<Self>;
 }
 
-type Built = Result<Addr<ReplicaActor>, ExecutorError>;
+type Built = Result<Started, ExecutorError>;
 
 impl ShardSupervisor {
     /// Builds replica `i`'s Executor on its Arbiter and starts its actor there.
@@ -360,7 +360,11 @@ impl ShardSupervisor {
                     // A stateful replica's Executor is driven by its Raft log, on its thread.
                     let inline_ok = spec.raft.is_none();
                     let actor = ReplicaActor::new(i, exec, ectx, dispatch, me, batching, inline_ok);
-                    Ok(actor.start())
+                    let inline = actor.inline();
+                    Ok(Started {
+                        addr: actor.start(),
+                        inline,
+                    })
                 }
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(ExecutorError::named(
@@ -417,11 +421,12 @@ impl ShardSupervisor {
         let raft = self.raft.clone();
         let dispatch = self.dispatch.clone();
         async move {
-            let addr = match rx.await {
-                Ok(Ok(addr)) => addr,
+            let started = match rx.await {
+                Ok(Ok(started)) => started,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(ExecutorError::new("the replica's thread stopped")),
             };
+            let addr = started.addr.clone();
             if let Some(g) = raft {
                 let node_addr = addr.clone();
                 let joined = raft_group::runtime()
@@ -436,7 +441,7 @@ impl ShardSupervisor {
                     Err(_) => return Err(ExecutorError::new("the Raft runtime stopped")),
                 }
             }
-            dispatch.replica_up(i, addr);
+            dispatch.replica_up(i, started);
             Ok(())
         }
         .into_actor(self)
@@ -481,7 +486,7 @@ impl Handler<StartReplicas> for ShardSupervisor {
             let mut first_error = None;
             for (i, r) in results.into_iter().enumerate() {
                 match r {
-                    Ok(Ok(addr)) => act.dispatch.replica_up(i, addr),
+                    Ok(Ok(started)) => act.dispatch.replica_up(i, started),
                     Ok(Err(error)) => {
                         first_error.get_or_insert(StartError {
                             replica: act.replica_name(i),
@@ -618,21 +623,21 @@ impl Handler<Scale> for ShardSupervisor {
             let dispatch = self.dispatch.clone();
             let fut = async move {
                 for (i, rx) in steps {
-                    let addr = match rx.await {
-                        Ok(Ok(addr)) => addr,
+                    let started = match rx.await {
+                        Ok(Ok(started)) => started,
                         Ok(Err(e)) => return Err(e),
                         Err(_) => return Err(ExecutorError::new("the replica's thread stopped")),
                     };
                     if let Some(g) = raft.clone() {
                         let voters = (0..=i as u64).collect();
-                        let a = addr.clone();
+                        let a = started.addr.clone();
                         raft_group::runtime()
                             .spawn(async move { g.add_node(i as u64, a, voters).await })
                             .await
                             .map_err(|_| ExecutorError::new("the Raft runtime stopped"))?
                             .map_err(|e| ExecutorError::named("RaftError", e.to_string()))?;
                     }
-                    dispatch.replica_up(i, addr);
+                    dispatch.replica_up(i, started);
                 }
                 Ok(())
             };

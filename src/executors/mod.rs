@@ -30,10 +30,7 @@ pub use slow_fast::SlowFast;
 pub struct BaseExecutor;
 
 impl Executor for BaseExecutor {
-    fn requests(r: &mut Requests<Self>) {
-        // Nothing to run: callers answer its requests themselves when a replica is idle.
-        r.inline();
-    }
+    fn requests(_: &mut Requests<Self>) {}
 }
 
 /// The factory of [`BaseExecutor`].
