@@ -322,21 +322,6 @@ impl ReplicaActor {
         }
     }
 
-    /// [`Self::with_exec`] with the Executor mutable.
-    fn with_exec_mut<T>(
-        &mut self,
-        f: impl FnOnce(&mut (dyn DynExecutor + 'static)) -> T,
-    ) -> Option<T> {
-        match &self.inline {
-            Some(inline) => {
-                let mut guard = inline.lock();
-                let exec: &mut (dyn DynExecutor + 'static) = guard.as_deref_mut()?;
-                Some(f(exec))
-            }
-            None => self.exec.as_deref_mut().map(f),
-        }
-    }
-
     /// Serves each request of a batch that failed alone (the endpoint is declared
     /// [`DynamicBatching::alone_on_error`]): its docs, untouched by the failed call, go back to
     /// their requests. Returns what [`Self::run`] returns.
@@ -381,19 +366,16 @@ impl ReplicaActor {
                 true
             }
             Route::Sync(h) => {
-                let (ectx, span) = (self.ctx.clone(), self.span.clone());
                 let started = self.inline.is_some().then(std::time::Instant::now);
-                let result = self
-                    .with_exec_mut(|exec| {
-                        span.in_scope(|| {
-                            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                exec.call_sync(h, &mut req, &ectx)
-                            }))
-                        })
+                let (span, ectx) = (&self.span, &self.ctx);
+                let result = exec_mut(&mut self.exec, &self.inline, |exec| {
+                    span.in_scope(|| {
+                        std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            exec.call_sync(h, &mut req, ectx)
+                        }))
                     })
-                    .unwrap_or_else(|| {
-                        Ok(Err(ExecutorError::new("the replica's Executor is gone")))
-                    });
+                })
+                .unwrap_or_else(|| Ok(Err(ExecutorError::new("the replica's Executor is gone"))));
                 if let (Some(inline), Some(started)) = (&self.inline, started) {
                     inline.record(started.elapsed());
                 }
@@ -501,8 +483,8 @@ impl ReplicaActor {
         what: &str,
         f: impl FnOnce(&mut dyn DynExecutor) -> Result<T, ExecutorError>,
     ) -> Result<T, ExecutorError> {
-        let span = self.span.clone();
-        self.with_exec_mut(|exec| {
+        let span = &self.span;
+        exec_mut(&mut self.exec, &self.inline, |exec| {
             span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| f(exec))))
                 .unwrap_or_else(|p| {
                     Err(ExecutorError::named(
@@ -512,6 +494,24 @@ impl ReplicaActor {
                 })
         })
         .unwrap_or_else(|| Err(ExecutorError::new(format!("{what}: the Executor is busy"))))
+    }
+}
+
+/// Runs `f` on a replica's Executor mutably, wherever it is kept (`exec`, or behind `inline`'s
+/// lock); `None` when it is away. The replica's fields are passed apart so that `f` may borrow
+/// the others.
+fn exec_mut<T>(
+    exec: &mut Option<Box<dyn DynExecutor>>,
+    inline: &Option<Arc<Inline>>,
+    f: impl FnOnce(&mut (dyn DynExecutor + 'static)) -> T,
+) -> Option<T> {
+    match inline {
+        Some(inline) => {
+            let mut guard = inline.lock();
+            let exec: &mut (dyn DynExecutor + 'static) = guard.as_deref_mut()?;
+            Some(f(exec))
+        }
+        None => exec.as_deref_mut().map(f),
     }
 }
 
