@@ -37,7 +37,7 @@ use crate::executor::ExecutorError;
 use crate::inline::{self, Inline, Served};
 use crate::linger;
 use crate::remote::{RemoteError, RemoteReplica};
-use crate::replica::{InlinePanicked, ReplicaActor, Run, Started};
+use crate::replica::{InlinePanicked, ReplicaActor, Run, Started, panicked};
 use crate::request::Request;
 
 /// How many queued requests [`Dispatch::take_batch`] looks at, at most.
@@ -202,6 +202,25 @@ impl Slot {
             failures: 0,
             cool_until: None,
         }
+    }
+}
+
+impl Slot {
+    /// The slot's replica is gone (taken out, stopped or dead): nobody runs its Executor any
+    /// more, and a caller that claimed the slot before leaves it alone ([`Dispatch::serve_inline`]).
+    fn vacate(&mut self) {
+        self.inline = None;
+        self.generation += 1;
+    }
+
+    /// Out of rotation until its replica is up again (restarting, or its actor is gone).
+    fn take_down(&mut self) {
+        if self.state != SlotState::Dead {
+            self.state = SlotState::Down;
+        }
+        self.outstanding = 0;
+        self.lingering = false;
+        self.vacate();
     }
 }
 
@@ -594,7 +613,8 @@ impl Dispatch {
     /// replica's own thread. If the slot's replica was replaced meanwhile, the slot is left to
     /// the new one.
     fn serve_inline(&self, i: usize, inline: &Inline, generation: u64, mut job: Job) {
-        for _ in 0..inline::DRAIN {
+        let mut served = 0;
+        loop {
             let request = job.take_request();
             match inline.serve(request) {
                 Served::Answered(answer) => {
@@ -606,32 +626,30 @@ impl Dispatch {
                     return self.to_replica(i, generation, job);
                 }
                 Served::Panicked(request, message) => {
-                    let replica = inline.replica().clone();
-                    tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
                     let addr = {
                         let mut st = self.lock();
                         let s = &mut st.slots[i];
                         match &s.target {
                             Target::Local(addr) if s.generation == generation => {
                                 let addr = addr.clone();
-                                drop(st);
-                                self.mark_down(i);
+                                s.take_down();
                                 Some(addr)
                             }
                             _ => None,
                         }
                     };
-                    job.reply(Err(DispatchError::Panicked {
-                        replica,
-                        message: message.clone(),
-                        docs: Some(Arc::new(request.docs)),
-                    }));
+                    job.reply(Err(panicked(
+                        inline.replica(),
+                        message.clone(),
+                        request.docs,
+                    )));
                     if let Some(addr) = addr {
                         addr.do_send(InlinePanicked(message));
                     }
                     return;
                 }
             }
+            served += 1;
             let mut st = self.lock();
             let s = &st.slots[i];
             if s.generation != generation {
@@ -639,36 +657,19 @@ impl Dispatch {
             }
             let up = s.state == SlotState::Up;
             match st.queue.pop_front() {
-                Some(next) if up && inline.quick() => job = next,
-                Some(next) if up => {
-                    drop(st);
-                    return self.to_replica(i, generation, next);
-                }
-                Some(next) => {
+                None => return st.free(i),
+                Some(next) if !up => {
                     drop(st);
                     return self.requeue(next);
                 }
-                None => {
-                    st.free(i);
-                    return;
+                Some(next) if served < inline::DRAIN && inline.quick() => job = next,
+                // Enough for one caller, or no longer quick: the rest is the replica's.
+                Some(next) => {
+                    drop(st);
+                    return self.to_replica(i, generation, next);
                 }
             }
         }
-        // Enough for one caller: the rest is the replica's.
-        let next = {
-            let mut st = self.lock();
-            if st.slots[i].generation != generation {
-                return;
-            }
-            match st.queue.pop_front() {
-                Some(next) => next,
-                None => {
-                    st.free(i);
-                    return;
-                }
-            }
-        };
-        self.to_replica(i, generation, next);
     }
 
     /// Hands `job` to replica `i`'s thread, the replica counted busy with it since `generation`;
@@ -777,15 +778,7 @@ impl Dispatch {
     }
 
     fn mark_down(&self, i: usize) {
-        let mut st = self.lock();
-        let s = &mut st.slots[i];
-        if s.state != SlotState::Dead {
-            s.state = SlotState::Down;
-        }
-        s.outstanding = 0;
-        s.lingering = false;
-        s.inline = None;
-        s.generation += 1;
+        self.lock().slots[i].take_down();
     }
 
     fn requeue(&self, job: Job) {
@@ -891,8 +884,7 @@ impl Dispatch {
         let mut st = self.lock();
         st.slots[i].state = SlotState::Dead;
         st.slots[i].target = Target::None;
-        st.slots[i].inline = None;
-        st.slots[i].generation += 1;
+        st.slots[i].vacate();
         if st.live() {
             return;
         }
@@ -910,8 +902,7 @@ impl Dispatch {
     pub(crate) fn retire(&self, i: usize) -> Option<Addr<ReplicaActor>> {
         let mut st = self.lock();
         st.slots[i].state = SlotState::Dead;
-        st.slots[i].inline = None;
-        st.slots[i].generation += 1;
+        st.slots[i].vacate();
         match std::mem::replace(&mut st.slots[i].target, Target::None) {
             Target::Local(addr) => Some(addr),
             _ => None,

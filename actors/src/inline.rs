@@ -150,10 +150,7 @@ impl Inline {
             Route::PassThrough => return Served::Answered(Ok(req)),
             Route::Async(_) => return Served::Declined(req),
         };
-        if !self.batching.is_empty()
-            && (self.batching.contains_key(&*req.endpoint)
-                || self.batching.contains_key(exec.endpoint_of(h)))
-        {
+        if crate::replica::batching_of(&self.batching, exec.as_ref(), &req.endpoint).is_some() {
             return Served::Declined(req);
         }
         let started = Instant::now();

@@ -295,18 +295,8 @@ impl ReplicaActor {
         if self.batching.is_empty() || !req.docs_matrix.is_empty() {
             return None;
         }
-        let batching = &self.batching;
-        self.with_exec(|exec| {
-            let handler = match exec.route(&req.endpoint) {
-                Route::Sync(h) | Route::Async(h) => h,
-                Route::PassThrough => return None,
-            };
-            batching
-                .get(&*req.endpoint)
-                .or_else(|| batching.get(exec.endpoint_of(handler)))
-                .copied()
-        })
-        .flatten()
+        self.with_exec(|exec| batching_of(&self.batching, exec, &req.endpoint))
+            .flatten()
     }
 
     /// Runs `f` on the Executor, wherever it is kept; `None` when it is away (an async handler
@@ -455,17 +445,12 @@ impl ReplicaActor {
                 true
             }
             Err(message) => {
-                tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
                 self.dispatch.replica_down(self.index);
                 // Nobody runs the Executor again: its state is unknown. It is dropped after the
                 // answer and the supervisor's notice, where a panic in its `Drop` cannot stop
                 // them (then it is leaked), as an owned Executor is dropped with its actor.
                 let broken = self.inline.as_ref().and_then(|x| x.lock().take());
-                reply.send(Err(DispatchError::Panicked {
-                    replica: replica.clone(),
-                    message: message.clone(),
-                    docs: Some(Arc::new(req.docs)),
-                }));
+                reply.send(Err(panicked(replica, message.clone(), req.docs)));
                 self.failed = true;
                 let _ = self.supervisor.try_send(ReplicaFailed {
                     index: self.index,
@@ -494,6 +479,37 @@ impl ReplicaActor {
                 })
         })
         .unwrap_or_else(|| Err(ExecutorError::new(format!("{what}: the Executor is busy"))))
+    }
+}
+
+/// How `endpoint` is batched on `exec`, if it is: declared for the endpoint itself, or for the
+/// handler it reaches (`/default` included).
+pub(crate) fn batching_of(
+    batching: &BTreeMap<String, DynamicBatching>,
+    exec: &dyn DynExecutor,
+    endpoint: &str,
+) -> Option<DynamicBatching> {
+    if batching.is_empty() {
+        return None;
+    }
+    let handler = match exec.route(endpoint) {
+        Route::Sync(h) | Route::Async(h) => h,
+        Route::PassThrough => return None,
+    };
+    batching
+        .get(endpoint)
+        .or_else(|| batching.get(exec.endpoint_of(handler)))
+        .copied()
+}
+
+/// The error of a request whose handler panicked on `replica` (on its thread or a caller's),
+/// logged: the replica is being restarted.
+pub(crate) fn panicked(replica: &Arc<str>, message: String, docs: DocList) -> DispatchError {
+    tracing::error!(replica = %replica, "handler panicked: {message}; restarting the replica");
+    DispatchError::Panicked {
+        replica: replica.clone(),
+        message,
+        docs: Some(Arc::new(docs)),
     }
 }
 
