@@ -75,6 +75,26 @@ async fn writes_answer_with_the_leaders_result_and_errors_stay_consistent() {
     dep.close();
 }
 
+/// A failed write answers with its docs as they were sent, also when the leader's replica ran
+/// the caller's own request (it does in process: the answer then decodes the logged write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_answers_with_the_docs_as_sent() {
+    let ws = tempfile::tempdir().unwrap();
+    let dep = exact_nn(ws.path(), 3).start().unwrap();
+    let bad = flotilla::Doc::with_id("bad")
+        .with_text("as sent")
+        .with_embedding(flotilla::NdArray::from_f32(vec![1.0; 3]));
+    match dep.post("/index", bad).await {
+        Err(flotilla::Error::Request(e)) => {
+            let docs = e.docs().expect("the docs come back with the error");
+            assert_eq!(docs.ids(), ["bad"]);
+            assert_eq!(docs[0].text(), Some("as sent"));
+        }
+        other => panic!("expected an Executor error, got {other:?}"),
+    }
+    dep.close();
+}
+
 /// A linearizable read is served by the leader's replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_reads_are_served_by_the_leader() {
