@@ -251,15 +251,8 @@ async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
         .map(|q| std::mem::take(&mut q.write))
         .collect();
     let entry = match writes.len() {
-        1 => Ok(writes.remove(0)),
-        _ => Write::batch(&writes),
-    };
-    let entry = match entry {
-        Ok(e) => e,
-        Err(e) => {
-            let message = format!("the writes could not be logged: {e}");
-            return fail_all(batch, || Failed::Other(message.clone()));
-        }
+        1 => writes.remove(0),
+        _ => Write::batch(writes),
     };
     let result = match tokio::time::timeout(patience, leader.client_write(entry)).await {
         Ok(r) => r,
@@ -774,10 +767,7 @@ impl RaftGroup {
         // The request itself goes to the first local replica that applies the write (see
         // `originals`); what none took comes back when the write is done.
         let unkept = self.originals.keep(token, bytes.clone(), req);
-        let write = Write {
-            request: bytes,
-            token,
-        };
+        let write = Write::new(bytes, token);
         let me = self.clone();
         let joined = runtime()
             .spawn(async move {

@@ -43,6 +43,7 @@ use openraft::{ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Stor
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::record::Records;
 use super::types::{Entry, NodeId, StorageError, TypeConfig};
 
 const LOG: &str = "log";
@@ -151,9 +152,8 @@ struct Writer {
     log: Arc<File>,
     /// Records in `log`, live or not (purged, replaced): decides when to compact.
     records: u64,
-    /// The bytes of the records being appended, kept between appends: a fresh buffer grown
-    /// to each batch's size (tens of kB per write of 100 embeddings) cost page faults on
-    /// fresh memory at every append, on every node.
+    /// The small parts of the records being appended (headers, log ids, lengths, tokens; the
+    /// logged requests are written from where they are, see `record`), kept between appends.
     scratch: Vec<u8>,
 }
 
@@ -361,8 +361,7 @@ impl Inner {
     ) -> Result<(), LogStoreError> {
         let mut callback = Some(callback);
         let result = self.guarded(|w| {
-            let mut bytes = std::mem::take(&mut w.scratch);
-            bytes.clear();
+            let mut records = Records::with_buffer(std::mem::take(&mut w.scratch));
             let mut fresh = Vec::with_capacity(entries.len());
             {
                 let mem = self.mem()?;
@@ -380,17 +379,18 @@ impl Inner {
                         }
                         Place::Next | Place::Replace => last = Some(index),
                     }
-                    encode_record(&e, &mut bytes)?;
+                    records.add(&e)?;
                     fresh.push(e);
                 }
             }
-            (&*w.log)
-                .write_all(&bytes)
+            records
+                .write_to(&*w.log)
                 .map_err(io_error("appending to", &self.dir.join(LOG)))?;
+            w.records += records.len();
+            let mut bytes = records.into_buffer();
             bytes.clear();
             bytes.shrink_to(super::SCRATCH_KEEP);
             w.scratch = bytes;
-            w.records += fresh.len() as u64;
             {
                 let mut mem = self.mem_mut()?;
                 for e in fresh {
@@ -494,17 +494,17 @@ impl Inner {
         let tmp = tmp_path(&self.dir, LOG);
         let file = File::create(&tmp).map_err(io_error("creating", &tmp))?;
         let mut out = BufWriter::new(file);
-        let mut records = 0u64;
-        let mut bytes = Vec::new();
-        {
+        let records = {
             let mem = self.mem()?;
+            let mut records = Records::default();
             for (_, e) in mem.entries.range(keep) {
-                bytes.clear();
-                encode_record(e, &mut bytes)?;
-                out.write_all(&bytes).map_err(io_error("writing", &tmp))?;
-                records += 1;
+                records.add(e)?;
             }
-        }
+            records
+                .write_to(&mut out)
+                .map_err(io_error("writing", &tmp))?;
+            records.len()
+        };
         let file = out
             .into_inner()
             .map_err(|e| io_error("writing", &tmp)(e.into_error()))?;
@@ -554,30 +554,6 @@ fn sync_loop(rx: mpsc::Receiver<Pending>, failed: Arc<AtomicBool>) {
             p.callback.log_io_completed(result);
         }
     }
-}
-
-fn encode_record(entry: &Entry, out: &mut Vec<u8>) -> Result<(), LogStoreError> {
-    // The payload is encoded in place after room for its header (no copy of a large entry).
-    let start = out.len();
-    out.extend_from_slice(&[0; 8]);
-    let mut buf = postcard::to_extend(entry, std::mem::take(out))?;
-    let payload_len = buf.len() - start - 8;
-    let len = match u32::try_from(payload_len) {
-        Ok(len) => len,
-        Err(_) => {
-            buf.truncate(start);
-            *out = buf;
-            return Err(LogStoreError::Invalid(format!(
-                "entry {} encodes to {payload_len} bytes, more than a record holds",
-                entry.log_id.index,
-            )));
-        }
-    };
-    let crc = crc32fast::hash(&buf[start + 8..]);
-    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    *out = buf;
-    Ok(())
 }
 
 struct Loaded {
@@ -980,10 +956,10 @@ mod tests {
     fn write(term: u64, index: u64) -> Entry {
         Entry {
             log_id: log_id(term, index),
-            payload: EntryPayload::Normal(Write {
-                request: format!("write {term}/{index}").into_bytes().into(),
-                token: index,
-            }),
+            payload: EntryPayload::Normal(Write::new(
+                format!("write {term}/{index}").into_bytes().into(),
+                index,
+            )),
         }
     }
 
@@ -1100,8 +1076,10 @@ mod tests {
 
     #[tokio::test]
     async fn torn_tail_is_cut_and_appends_continue() {
+        let mut records = Records::default();
+        records.add(&write(1, 4)).expect("encode");
         let mut valid = Vec::new();
-        encode_record(&write(1, 4), &mut valid).expect("encode");
+        records.write_to(&mut valid).expect("encode");
         let half_record = valid[..valid.len() / 2].to_vec();
         let mut bad_crc = valid.clone();
         bad_crc[4] ^= 0xff;

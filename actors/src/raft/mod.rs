@@ -3,6 +3,7 @@
 //! - [`types`]: what is logged (`Write`) and what applying returns (`Applied`).
 //! - [`settings`]: `raft_configuration` (Jina's keys) onto openraft's `Config`.
 //! - [`log_store`]: the durable log (entries, vote, committed) under the workspace.
+//! - [`record`]: how the log file's records are written, the logged requests not copied.
 //! - [`state_machine`]: a node's state machine: its replica's Executor.
 //! - [`originals`]: the callers' requests of writes being logged, for the first local replica
 //!   to apply them (no decode on the leader's path).
@@ -16,6 +17,7 @@ pub mod group;
 pub mod log_store;
 pub mod network;
 mod originals;
+mod record;
 pub mod settings;
 pub mod snapshot;
 pub mod state_machine;

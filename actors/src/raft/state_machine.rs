@@ -231,18 +231,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let p = match entry.payload {
                 EntryPayload::Blank => Pending::One(Item::Ready(Applied::Nothing)),
-                EntryPayload::Normal(w) => match w.unbatch() {
-                    None => Pending::One(self.send(w)),
-                    Some(Ok(writes)) => {
-                        Pending::Batch(writes.into_iter().map(|w| self.send(w)).collect())
-                    }
-                    // The same bytes fail the same way on every node: applied, as a failure.
-                    Some(Err(e)) => Pending::One(Item::Ready(Applied::Failed {
+                EntryPayload::Normal(w) if !w.batch.is_empty() => {
+                    Pending::Batch(w.batch.into_iter().map(|w| self.send(w)).collect())
+                }
+                // The same bytes fail the same way on every node: applied, as a failure.
+                EntryPayload::Normal(w) if w.is_undecodable_batch() => {
+                    Pending::One(Item::Ready(Applied::Failed {
                         replica: format!("raft node {}", self.node),
                         name: "RaftError".into(),
-                        message: format!("a logged batch of writes could not be decoded: {e}"),
-                    })),
-                },
+                        message: "a logged batch of writes could not be decoded".into(),
+                    }))
+                }
+                EntryPayload::Normal(w) => Pending::One(self.send(w)),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Pending::One(Item::Ready(Applied::Nothing))

@@ -10,21 +10,44 @@ use crate::request::Request;
 
 /// A write as it is logged: the request (endpoint, parameters, docs), encoded with postcard,
 /// and a token unique to this write, so that a write retried after a leader change is applied
-/// once even if its first attempt was committed too.
+/// once even if its first attempt was committed too; or, for a group commit, the writes that
+/// arrived together, logged as one entry and applied in order, each under its own token.
 ///
 /// The request's bytes are shared, not copied, when openraft clones the entry (to replicate
-/// it, to apply it, to hand it to each in-process replica): an entry of a group commit can be
-/// megabytes.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// it, to apply it, to hand it to each in-process replica), and a batch holds its writes' own
+/// bytes: the log store writes them to disk from where they are (see `log_store`), so a write
+/// of 100 embeddings is encoded once, on its caller's thread, and never copied again in
+/// process.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Write {
+    /// The encoded request of a lone write; empty for a batch.
     pub request: Bytes,
-    #[serde(default)]
+    /// The lone write's token (0: none); 0 for a batch.
     pub token: u64,
+    /// A batch's writes, in order, each a lone write; empty for a lone write.
+    pub batch: Vec<Write>,
 }
 
-/// A [`Write`] read in place from a batch entry's bytes (the same encoding).
+/// How a [`Write`] is serialized (the log's and the network's format): the request's bytes
+/// and the token. A batch is one such write whose bytes are [`BATCH_PREFIX`] followed by the
+/// postcard of its writes (a sequence of this same form), token 0.
+#[derive(Serialize)]
+struct WireOut<'a> {
+    #[serde(with = "serde_bytes")]
+    request: &'a [u8],
+    token: u64,
+}
+
 #[derive(Deserialize)]
-struct WriteIn<'a> {
+struct WireIn {
+    request: Bytes,
+    #[serde(default)]
+    token: u64,
+}
+
+/// A batch's write read in place from the batch's bytes.
+#[derive(Deserialize)]
+struct PartIn<'a> {
     #[serde(borrow, with = "serde_bytes")]
     request: &'a [u8],
     #[serde(default)]
@@ -34,43 +57,102 @@ struct WriteIn<'a> {
 impl fmt::Debug for Write {
     // openraft logs entries at debug level: never format a whole payload.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Write({} bytes)", self.request.len())
+        if self.batch.is_empty() {
+            write!(f, "Write({} bytes)", self.request.len())
+        } else {
+            let bytes: usize = self.batch.iter().map(|w| w.request.len()).sum();
+            write!(f, "Batch({} writes, {bytes} bytes)", self.batch.len())
+        }
     }
 }
 
-/// How a group commit is logged: one [`Write`] whose `request` is this prefix followed by the
-/// postcard of the batch's writes (`Vec<Write>`), token 0. The prefix is ten bytes with the
-/// continuation bit set: no postcard varint is that long, so it cannot begin an encoded
-/// [`Request`] (whose first field is a length), and logs written before batches existed read
-/// the same.
-const BATCH_PREFIX: &[u8] = &[0xFF; 10];
+/// The ten bytes a batch's serialized bytes begin with. Each has the continuation bit set: no
+/// postcard varint is that long, so they cannot begin an encoded [`Request`] (whose first
+/// field is a length), and logs written before batches existed read the same.
+pub(crate) const BATCH_PREFIX: &[u8] = &[0xFF; 10];
 
 impl Write {
-    /// One log entry carrying `writes`, applied in order, each under its own token.
-    pub fn batch(writes: &[Write]) -> Result<Write, postcard::Error> {
-        let bytes: usize = writes.iter().map(|w| w.request.len() + 20).sum();
-        let mut request = Vec::with_capacity(BATCH_PREFIX.len() + 10 + bytes);
-        request.extend_from_slice(BATCH_PREFIX);
-        let request = postcard::to_extend(writes, request)?;
-        Ok(Write {
-            request: request.into(),
-            token: 0,
-        })
+    /// A lone write.
+    pub fn new(request: Bytes, token: u64) -> Write {
+        Write {
+            request,
+            token,
+            batch: Vec::new(),
+        }
     }
 
-    /// The writes of a batch entry, their bytes shared with the entry's; `None` for a plain
-    /// write.
-    pub fn unbatch(&self) -> Option<Result<Vec<Write>, postcard::Error>> {
-        let rest = self.request.strip_prefix(BATCH_PREFIX)?;
-        Some(postcard::from_bytes::<Vec<WriteIn>>(rest).map(|writes| {
-            writes
-                .into_iter()
-                .map(|w| Write {
-                    request: self.request.slice_ref(w.request),
-                    token: w.token,
-                })
-                .collect()
-        }))
+    /// One log entry carrying `writes` (lone writes), applied in order, each under its own
+    /// token. Their bytes are shared, not copied.
+    pub fn batch(writes: Vec<Write>) -> Write {
+        debug_assert!(writes.iter().all(|w| w.batch.is_empty()));
+        Write {
+            request: Bytes::new(),
+            token: 0,
+            batch: writes,
+        }
+    }
+
+    /// Whether this is a lone write whose bytes are a batch's that did not decode: it is
+    /// applied as a failure (the same on every node).
+    pub fn is_undecodable_batch(&self) -> bool {
+        self.batch.is_empty() && self.request.starts_with(BATCH_PREFIX)
+    }
+
+    /// The serialized bytes of a batch's `request` field: [`BATCH_PREFIX`], then its writes.
+    fn batch_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        let bytes: usize = self.batch.iter().map(|w| w.request.len() + 20).sum();
+        let mut out = Vec::with_capacity(BATCH_PREFIX.len() + 10 + bytes);
+        out.extend_from_slice(BATCH_PREFIX);
+        let parts: Vec<WireOut> = self
+            .batch
+            .iter()
+            .map(|w| WireOut {
+                request: &w.request,
+                token: w.token,
+            })
+            .collect();
+        postcard::to_extend(&parts, out)
+    }
+
+    /// A write as read back: a batch when `request` holds one (its writes' bytes shared with
+    /// `request`'s), else a lone write.
+    fn from_logged(request: Bytes, token: u64) -> Write {
+        if let Some(rest) = request.strip_prefix(BATCH_PREFIX)
+            && let Ok(parts) = postcard::from_bytes::<Vec<PartIn>>(rest)
+        {
+            return Write::batch(
+                parts
+                    .into_iter()
+                    .map(|p| Write::new(request.slice_ref(p.request), p.token))
+                    .collect(),
+            );
+        }
+        Write::new(request, token)
+    }
+}
+
+impl Serialize for Write {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.batch.is_empty() {
+            return WireOut {
+                request: &self.request,
+                token: self.token,
+            }
+            .serialize(s);
+        }
+        let bytes = self.batch_bytes().map_err(serde::ser::Error::custom)?;
+        WireOut {
+            request: &bytes,
+            token: 0,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Write {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = WireIn::deserialize(d)?;
+        Ok(Write::from_logged(w.request, w.token))
     }
 }
 
@@ -122,24 +204,55 @@ mod tests {
     #[test]
     fn a_batch_round_trips_and_a_plain_write_is_not_one() {
         let req = Request::new("/index", crate::doc::DocList::new());
-        let plain = Write {
-            request: postcard::to_stdvec(&req).unwrap().into(),
-            token: 7,
-        };
-        assert!(plain.unbatch().is_none());
+        let plain = Write::new(postcard::to_stdvec(&req).unwrap().into(), 7);
+        let bytes = postcard::to_stdvec(&plain).unwrap();
+        assert_eq!(postcard::from_bytes::<Write>(&bytes).unwrap(), plain);
         // The prefix is not the start of any encoded request.
         assert!(postcard::from_bytes::<Request>(BATCH_PREFIX).is_err());
-        let two = [
-            plain.clone(),
-            Write {
-                request: vec![1, 2, 3].into(),
-                token: 9,
-            },
+        let two = vec![plain.clone(), Write::new(vec![1, 2, 3].into(), 9)];
+        let batch = Write::batch(two.clone());
+        let bytes = postcard::to_stdvec(&batch).unwrap();
+        let back: Write = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, batch);
+        assert_eq!(back.batch, two);
+        assert_eq!((back.token, back.request.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_batch_is_logged_as_before_batches_were_structs() {
+        // The format of logs written since group commit: a lone write whose bytes are the
+        // prefix and the postcard of the writes. It reads back as the batch.
+        let parts = vec![
+            Write::new(vec![5; 3].into(), 1),
+            Write::new(vec![6].into(), 2),
         ];
-        let batch = Write::batch(&two).unwrap();
-        assert_eq!(batch.token, 0);
-        assert!(postcard::from_bytes::<Request>(&batch.request).is_err());
-        assert_eq!(batch.unbatch().unwrap().unwrap(), two.to_vec());
+        let mut old = BATCH_PREFIX.to_vec();
+        let wire: Vec<WireOut> = parts
+            .iter()
+            .map(|w| WireOut {
+                request: &w.request,
+                token: w.token,
+            })
+            .collect();
+        old = postcard::to_extend(&wire, old).unwrap();
+        let logged = postcard::to_stdvec(&WireOut {
+            request: &old,
+            token: 0,
+        })
+        .unwrap();
+        assert_eq!(
+            postcard::to_stdvec(&Write::batch(parts.clone())).unwrap(),
+            logged
+        );
+        assert_eq!(
+            postcard::from_bytes::<Write>(&logged).unwrap(),
+            Write::batch(parts)
+        );
+        // A batch's bytes that do not decode read as a lone write, applied as a failure.
+        let mut bad = BATCH_PREFIX.to_vec();
+        bad.push(0x05);
+        let w = Write::from_logged(bad.into(), 0);
+        assert!(w.batch.is_empty() && w.is_undecodable_batch());
     }
 }
 
