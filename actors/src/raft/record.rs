@@ -59,8 +59,19 @@ impl Records {
         self.records
     }
 
-    /// Appends the record of `entry`.
+    /// Appends the record of `entry`. After an error the records are empty (none is half
+    /// there).
     pub(super) fn add(&mut self, entry: &Entry) -> Result<(), LogStoreError> {
+        let result = self.try_add(entry);
+        if result.is_err() {
+            self.own.clear();
+            self.pieces.clear();
+            self.records = 0;
+        }
+        result
+    }
+
+    fn try_add(&mut self, entry: &Entry) -> Result<(), LogStoreError> {
         let first = self.pieces.len();
         let header = self.own.len();
         self.own.extend_from_slice(&[0; 8]);
@@ -113,15 +124,7 @@ impl Records {
                 "entry {} encodes to {len} bytes, more than a record holds",
                 entry.log_id.index,
             ))
-        });
-        let len = match len {
-            Ok(len) => len,
-            Err(e) => {
-                self.pieces.truncate(first);
-                self.own.truncate(header);
-                return Err(e);
-            }
-        };
+        })?;
         self.own[header..header + 4].copy_from_slice(&len.to_le_bytes());
         self.own[header + 4..header + 8].copy_from_slice(&crc.finalize().to_le_bytes());
         // The record's first piece began after its header (for the crc); it starts at it.

@@ -15,9 +15,9 @@ use crate::request::Request;
 ///
 /// The request's bytes are shared, not copied, when openraft clones the entry (to replicate
 /// it, to apply it, to hand it to each in-process replica), and a batch holds its writes' own
-/// bytes: the log store writes them to disk from where they are (see `log_store`), so a write
-/// of 100 embeddings is encoded once, on its caller's thread, and never copied again in
-/// process.
+/// bytes: the log store writes them to disk from where they are (see `record`). A write of
+/// 100 embeddings is encoded once, on its caller's thread, into bytes of its exact size that
+/// nothing in the process copies again (nodes in other processes get them serialized).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Write {
     /// The encoded request of a lone write; empty for a batch.
@@ -119,6 +119,8 @@ impl Write {
     fn from_logged(request: Bytes, token: u64) -> Write {
         if let Some(rest) = request.strip_prefix(BATCH_PREFIX)
             && let Ok(parts) = postcard::from_bytes::<Vec<PartIn>>(rest)
+            // No batch is logged empty: one that reads so stays as it was logged.
+            && !parts.is_empty()
         {
             return Write::batch(
                 parts
@@ -248,11 +250,27 @@ mod tests {
             postcard::from_bytes::<Write>(&logged).unwrap(),
             Write::batch(parts)
         );
-        // A batch's bytes that do not decode read as a lone write, applied as a failure.
-        let mut bad = BATCH_PREFIX.to_vec();
-        bad.push(0x05);
-        let w = Write::from_logged(bad.into(), 0);
-        assert!(w.batch.is_empty() && w.is_undecodable_batch());
+        // The same, byte by byte: the record of [([5, 5, 5], 1), ([6], 2)].
+        let mut fixed = vec![10 + 1 + 5 + 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+        fixed.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 2]);
+        fixed.extend_from_slice(&[3, 5, 5, 5, 1, 1, 6, 2, 0]);
+        assert_eq!(logged, fixed);
+        // A batch's bytes that do not decode, or that hold no write, read as a lone write,
+        // applied as a failure.
+        for tail in [0x05, 0x00] {
+            let mut bad = BATCH_PREFIX.to_vec();
+            bad.push(tail);
+            let w = Write::from_logged(bad.clone().into(), 0);
+            assert!(w.batch.is_empty() && w.is_undecodable_batch());
+            let as_logged = WireOut {
+                request: &bad,
+                token: 0,
+            };
+            assert_eq!(
+                postcard::to_stdvec(&w).unwrap(),
+                postcard::to_stdvec(&as_logged).unwrap()
+            );
+        }
     }
 }
 
