@@ -170,16 +170,14 @@ impl StateMachine {
         match item {
             Item::Ready(a) => Ok(a),
             Item::Sent(rx) => self.outcome(rx.await),
+            Item::Answered(answer) => self.outcome(answer),
         }
     }
 
     /// What applying a write sent to the replica came to.
     // `StorageError` is openraft's, the error type `apply` must return.
     #[allow(clippy::result_large_err)]
-    fn outcome(
-        &self,
-        answer: Result<Result<Request, DispatchError>, oneshot::error::RecvError>,
-    ) -> Result<Applied, StorageError> {
+    fn outcome(&self, answer: Answer) -> Result<Applied, StorageError> {
         match answer {
             Ok(Ok(done)) => Ok(Applied::Done(Box::new(done))),
             Ok(Err(DispatchError::Executor { replica, error, .. })) => Ok(Applied::Failed {
@@ -209,6 +207,20 @@ enum Pending {
 enum Item {
     Ready(Applied),
     Sent(oneshot::Receiver<Result<Request, DispatchError>>),
+    Answered(Answer),
+}
+
+/// What the replica answered to a write sent to it.
+type Answer = Result<Result<Request, DispatchError>, oneshot::error::RecvError>;
+
+impl Item {
+    /// Waits for this write's answer, if it was sent, and keeps it.
+    async fn wait(&mut self) {
+        if let Item::Sent(rx) = self {
+            let answer = rx.await;
+            *self = Item::Answered(answer);
+        }
+    }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -249,6 +261,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             pending.push((entry.log_id, p));
+        }
+        // The replica applies in mailbox order, so once the last write is done the others
+        // are too: waiting for it first wakes this task once, not once per write.
+        let last = pending.iter_mut().rev().find_map(|(_, p)| match p {
+            Pending::One(item @ Item::Sent(_)) => Some(item),
+            Pending::One(_) => None,
+            Pending::Batch(items) => items.iter_mut().rev().find(|i| matches!(i, Item::Sent(_))),
+        });
+        if let Some(item) = last {
+            item.wait().await;
         }
         let mut out = Vec::with_capacity(pending.len());
         for (log_id, p) in pending {
