@@ -49,6 +49,9 @@ impl Message for Run {
 pub(crate) struct Apply {
     pub request: Request,
     pub reply: oneshot::Sender<Result<Request, DispatchError>>,
+    /// Whether the result is wanted; when not, it is dropped on this thread and the answer is
+    /// an empty request (see `raft::awaited`).
+    pub answer: bool,
 }
 
 impl Message for Apply {
@@ -60,6 +63,8 @@ impl Message for Apply {
 pub(crate) struct ApplyEncoded {
     pub request: bytes::Bytes,
     pub reply: oneshot::Sender<Result<Request, DispatchError>>,
+    /// As [`Apply::answer`].
+    pub answer: bool,
 }
 
 impl Message for ApplyEncoded {
@@ -92,6 +97,9 @@ enum Reply {
     Job(Job),
     /// A direct request (Raft): answered, nothing else.
     Direct(oneshot::Sender<Result<Request, DispatchError>>),
+    /// A Raft write whose result nobody waits for: the result is dropped here, where it was
+    /// made, and the answer is an empty request; an error is answered as it is.
+    Applied(oneshot::Sender<Result<Request, DispatchError>>),
     /// The jobs of a batch, each with its request (docs taken out) and how many docs it sent,
     /// in the order their docs were joined.
     Batch(Vec<(Job, Request, usize)>),
@@ -105,6 +113,9 @@ impl Reply {
             Reply::Job(job) => job.reply(result),
             Reply::Direct(tx) => {
                 let _ = tx.send(result);
+            }
+            Reply::Applied(tx) => {
+                let _ = tx.send(result.map(|_| Request::default()));
             }
             Reply::Batch(parts) => match result {
                 Ok(req) => Reply::split(parts, req),
@@ -156,6 +167,15 @@ impl Reply {
                 Some(d) => mine.with_docs(d.by_ref().take(n).collect()),
                 None => mine,
             }));
+        }
+    }
+
+    /// The reply to a Raft write: its result, or only that it applied.
+    fn applied(tx: oneshot::Sender<Result<Request, DispatchError>>, answer: bool) -> Reply {
+        if answer {
+            Reply::Direct(tx)
+        } else {
+            Reply::Applied(tx)
         }
     }
 
@@ -589,7 +609,8 @@ impl Handler<Apply> for ReplicaActor {
     type Result = ();
 
     fn handle(&mut self, msg: Apply, ctx: &mut Self::Context) {
-        self.run(msg.request, Reply::Direct(msg.reply), ctx);
+        let reply = Reply::applied(msg.reply, msg.answer);
+        self.run(msg.request, reply, ctx);
     }
 }
 
@@ -599,7 +620,8 @@ impl Handler<ApplyEncoded> for ReplicaActor {
     fn handle(&mut self, msg: ApplyEncoded, ctx: &mut Self::Context) {
         match postcard::from_bytes::<Request>(&msg.request) {
             Ok(request) => {
-                self.run(request, Reply::Direct(msg.reply), ctx);
+                let reply = Reply::applied(msg.reply, msg.answer);
+                self.run(request, reply, ctx);
             }
             // The same bytes fail the same way on every replica: the entry counts as applied,
             // with this error, everywhere.

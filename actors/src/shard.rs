@@ -230,7 +230,11 @@ impl Shard {
             });
         };
         let (tx, rx) = oneshot::channel();
-        addr.do_send(crate::replica::Apply { request, reply: tx });
+        addr.do_send(crate::replica::Apply {
+            request,
+            reply: tx,
+            answer: true,
+        });
         rx.await.unwrap_or_else(|_| {
             Err(DispatchError::Closed {
                 shard: self.dispatch.name().clone(),

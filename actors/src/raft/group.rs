@@ -23,6 +23,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use tokio::sync::oneshot;
 
+use super::awaited::Awaited;
 use super::log_store::LogStore;
 use super::network::{Connector, Faults, Network, Raft};
 use super::originals::Originals;
@@ -166,6 +167,8 @@ pub struct RaftGroup {
     /// The callers' requests of the writes being logged, for the first local replica to apply
     /// each.
     originals: Arc<Originals>,
+    /// The writes whose result someone waits for, by the node they were proposed through.
+    awaited: Arc<Awaited>,
 }
 
 /// Group commit. openraft 0.9 waits for each append's fsync before it takes the next client
@@ -255,7 +258,12 @@ fn fail_all(batch: Vec<Queued>, why: impl Fn() -> Failed) {
 /// Logs `batch` as one entry (a lone write as itself) and answers each of its writes. An entry
 /// not answered within `patience` (a deposed leader that does not know it yet) is given up:
 /// its writes are retried by their callers, and applied once whatever happens to it.
-async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
+async fn log_batch(
+    (id, leader): (NodeId, &Raft),
+    awaited: &Awaited,
+    mut batch: Vec<Queued>,
+    patience: Duration,
+) {
     let mut writes: Vec<Write> = batch
         .iter_mut()
         .map(|q| std::mem::take(&mut q.write))
@@ -264,6 +272,8 @@ async fn log_batch(leader: &Raft, mut batch: Vec<Queued>, patience: Duration) {
         1 => writes.remove(0),
         _ => Write::batch(writes),
     };
+    // Only this node's results are answered with: the others drop theirs where they are made.
+    let _marked = awaited.mark(id, &entry);
     let result = match tokio::time::timeout(patience, leader.client_write(entry)).await {
         Ok(r) => r,
         Err(_) => {
@@ -367,6 +377,7 @@ impl RaftGroup {
             patience,
             committer: Committer::default(),
             originals: Arc::default(),
+            awaited: Arc::default(),
         });
         group.net.set_faults(group.spec.faults);
         for (&id, addr) in ids.iter().zip(&replicas) {
@@ -551,6 +562,7 @@ impl RaftGroup {
             replica.clone(),
             self.dispatch.clone(),
             self.originals.clone(),
+            self.awaited.clone(),
             dir,
         )
         .await
@@ -939,7 +951,9 @@ impl RaftGroup {
                 return;
             }
             match self.leader_node() {
-                Some((_, leader)) => log_batch(&leader, batch, self.patience).await,
+                Some((id, leader)) => {
+                    log_batch((id, &leader), &self.awaited, batch, self.patience).await
+                }
                 None => fail_all(batch, || Failed::Retry("no local leader".into())),
             }
         }
@@ -983,6 +997,7 @@ impl RaftGroup {
         let raft = self
             .raft(to)
             .ok_or_else(|| format!("node {to} is not running"))?;
+        let _marked = self.awaited.mark(to, &write);
         let resp = raft.client_write(write).await.map_err(|e| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
                 format!("node {to} is not the leader")
@@ -1017,6 +1032,7 @@ impl RaftGroup {
                             addr.do_send(Apply {
                                 request: req,
                                 reply: tx,
+                                answer: true,
                             });
                             return rx.await.unwrap_or_else(|_| Err(me.closed()));
                         }

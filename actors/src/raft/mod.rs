@@ -7,12 +7,14 @@
 //! - [`state_machine`]: a node's state machine: its replica's Executor.
 //! - [`originals`]: the callers' requests of writes being logged, for the first local replica
 //!   to apply them (no decode on the leader's path).
+//! - [`awaited`]: which node's result of a write is awaited (the others drop theirs).
 //! - [`snapshot`]: Executor snapshots packed, shipped and stored.
 //! - [`network`]: how nodes talk: in-process calls (with fault injection for tests), or
 //!   through a [`transport`] to nodes in other processes.
 //! - [`transport`]: the seam to a network transport (flotilla's gRPC one).
 //! - [`group`]: a shard's nodes together: start, recover, write, read, stop, restart, scale.
 
+mod awaited;
 pub mod group;
 pub mod log_store;
 pub mod network;

@@ -22,6 +22,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::awaited::Awaited;
 use super::originals::Originals;
 use super::snapshot::{self, Meta};
 use super::types::{Applied, Entry, NodeId, StorageError, TypeConfig, Write};
@@ -50,6 +51,9 @@ pub struct StateMachine {
     /// The requests of writes this process is logging: the first local replica to apply one
     /// runs it as the caller sent it, without decoding its bytes.
     originals: Arc<Originals>,
+    /// The writes whose result is awaited from this node (the others' results are dropped by
+    /// the replica that made them).
+    awaited: Arc<Awaited>,
     /// `<workspace>/raft/<shard>/<replica>`.
     dir: PathBuf,
     last_applied: Option<LogId<NodeId>>,
@@ -109,6 +113,7 @@ impl StateMachine {
         replica: Addr<ReplicaActor>,
         dispatch: Arc<Dispatch>,
         originals: Arc<Originals>,
+        awaited: Arc<Awaited>,
         dir: PathBuf,
     ) -> Result<StateMachine, StorageError> {
         let mut sm = StateMachine {
@@ -116,6 +121,7 @@ impl StateMachine {
             replica,
             dispatch,
             originals,
+            awaited,
             dir,
             last_applied: None,
             membership: StoredMembership::default(),
@@ -155,11 +161,17 @@ impl StateMachine {
         }
         let (tx, rx) = oneshot::channel();
         self.dispatch.nudge();
+        let answer = self.awaited.is_awaited(self.node, w.token);
         match self.originals.take(w.token, &w.request) {
-            Some(request) => self.replica.do_send(Apply { request, reply: tx }),
+            Some(request) => self.replica.do_send(Apply {
+                request,
+                reply: tx,
+                answer,
+            }),
             None => self.replica.do_send(ApplyEncoded {
                 request: w.request,
                 reply: tx,
+                answer,
             }),
         }
         Item::Sent(rx)
