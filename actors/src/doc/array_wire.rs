@@ -1,11 +1,12 @@
 //! How an [`ArrayData`] is serialized.
 //!
 //! Binary formats (postcard: the Raft log, Raft messages between processes, answers of other
-//! replicas) get numbers as one byte string of their little-endian bytes: bulk copies (into a
-//! scratch buffer, then into the output; from the input into the numbers), where serde's
-//! element-by-element sequence cost a call per number (the Raft log encoded and decoded every
-//! embedding that way, three decodes per write with three replicas). Casting the numbers to
-//! bytes in place would save the scratch copy, at the price of `unsafe` or another crate.
+//! replicas) get numbers as one byte string of their little-endian bytes: bulk copies (on a
+//! little-endian target straight from the numbers' memory into the output, see
+//! `le::as_le_bytes`; from the input into the numbers), where serde's element-by-element
+//! sequence cost a call per number (the Raft log encoded and decoded every embedding that
+//! way, three decodes per write with three replicas). A write's log bytes are sized first
+//! (postcard's `Size` flavor), which costs no copy of a tensor this way.
 //!
 //! Human-readable formats (JSON) keep serde's derived form: a list of numbers.
 //!
@@ -21,14 +22,17 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use super::ArrayData;
-use super::le::{LeNumber, from_le_bytes, to_le_bytes};
+use super::le::{LeNumber, from_le_bytes};
 
 /// Serializes numbers as one byte string.
 struct Le<'a, T>(&'a [T]);
 
 impl<T: LeNumber> Serialize for Le<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&to_le_bytes(self.0))
+        #[cfg(target_endian = "little")]
+        return s.serialize_bytes(super::le::as_le_bytes(self.0));
+        #[cfg(not(target_endian = "little"))]
+        s.serialize_bytes(&super::le::to_le_bytes(self.0))
     }
 }
 

@@ -1,8 +1,13 @@
 //! Numbers as their little-endian bytes: the form of numpy buffers on Jina's wire
 //! (`NdArrayProto.dense.buffer`) and of tensors in flotilla's binary encodings (`array_wire`).
 
-/// A fixed-size number with a little-endian byte form.
-pub trait LeNumber: Copy {
+mod sealed {
+    /// Only this module's numbers are [`super::LeNumber`]s: [`super::as_le_bytes`] relies on it.
+    pub trait Sealed {}
+}
+
+/// A fixed-size number with a little-endian byte form (f32, f64, i32, i64; sealed).
+pub trait LeNumber: Copy + sealed::Sealed {
     const SIZE: usize;
     fn write(self, out: &mut [u8]);
     fn read(b: &[u8]) -> Self;
@@ -10,6 +15,8 @@ pub trait LeNumber: Copy {
 
 macro_rules! le_number {
     ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+
         impl LeNumber for $t {
             const SIZE: usize = std::mem::size_of::<$t>();
             #[inline(always)]
@@ -36,6 +43,17 @@ pub fn to_le_bytes<T: LeNumber>(v: &[T]) -> Vec<u8> {
     out
 }
 
+/// `v`'s bytes as they are in memory, which on a little-endian target are its numbers'
+/// little-endian bytes in order: [`to_le_bytes`] without the copy.
+#[cfg(target_endian = "little")]
+pub fn as_le_bytes<T: LeNumber>(v: &[T]) -> &[u8] {
+    // SAFETY: `LeNumber` is sealed and implemented only for f32, f64, i32 and i64: numbers
+    // without padding, so every byte of `v` is initialized; `u8` has alignment 1 and no invalid
+    // values; the new slice covers exactly the `size_of_val(v)` bytes of `v`'s memory, borrowed
+    // for `v`'s lifetime, and nothing can write them while it lives.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
 /// The numbers of `b`; a trailing partial number is ignored (callers check the length).
 pub fn from_le_bytes<T: LeNumber>(b: &[u8]) -> Vec<T> {
     b.chunks_exact(T::SIZE).map(T::read).collect()
@@ -53,5 +71,14 @@ mod tests {
         assert_eq!(from_le_bytes::<f32>(&b), v);
         let w = [i64::MIN, 7, -1];
         assert_eq!(from_le_bytes::<i64>(&to_le_bytes(&w)), w);
+        #[cfg(target_endian = "little")]
+        {
+            assert_eq!(as_le_bytes(&v), &b[..]);
+            assert_eq!(as_le_bytes(&w), &to_le_bytes(&w)[..]);
+            assert_eq!(
+                as_le_bytes(&[1.0f64, -2.5]),
+                &to_le_bytes(&[1.0f64, -2.5])[..]
+            );
+        }
     }
 }

@@ -1233,23 +1233,15 @@ impl Drop for InFlight {
     }
 }
 
-/// A write's log bytes: encoded into a buffer the thread keeps, then copied out at their exact
-/// size. Encoding into a fresh `Vec` grew it by doubling to tens of kB per write of 100
-/// embeddings, and those fresh pages' faults were a third of the Raft thread's time on the
-/// seed's index (measured with `perf`).
+/// A write's log bytes, encoded once into a buffer of their exact size: sized first (a walk
+/// that copies nothing, tensors being borrowed as bytes), then written. Encoding into a
+/// growing `Vec` doubled it to tens of kB per write of 100 embeddings, and copying from a kept
+/// buffer instead cost a second pass over every byte.
 fn log_bytes(req: &Request) -> Result<bytes::Bytes, postcard::Error> {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    SCRATCH.with_borrow_mut(|scratch| {
-        scratch.clear();
-        let buf = postcard::to_extend(req, std::mem::take(scratch))?;
-        let bytes = bytes::Bytes::copy_from_slice(&buf);
-        *scratch = buf;
-        // Emptied first: `shrink_to` never goes below the length, and a rare huge write's
-        // buffer is not to be kept.
-        scratch.clear();
-        scratch.shrink_to(super::SCRATCH_KEEP);
-        Ok(bytes)
-    })
+    let size = postcard::serialize_with_flavor::<_, postcard::ser_flavors::Size, usize>(
+        req,
+        postcard::ser_flavors::Size::default(),
+    )?;
+    let buf = postcard::to_extend(req, Vec::with_capacity(size))?;
+    Ok(bytes::Bytes::from(buf))
 }

@@ -28,8 +28,8 @@ pub mod types;
 
 pub use group::{GroupError, RaftGroup, RaftSpec};
 
-/// The most a reused encoding buffer (a write's log bytes, a log store's appended records)
-/// keeps between uses: enough for any usual write, so that a rare huge one is not held.
+/// The most a log store's buffer for the small parts of appended records keeps between
+/// appends, so that a rare huge append's is not held.
 const SCRATCH_KEEP: usize = 8 << 20;
 pub use network::Faults;
 pub use settings::RaftSettings;
