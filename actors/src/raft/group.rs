@@ -121,11 +121,16 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// The runtime of the calling task, or the Raft runtime outside of one: a write's own task runs
-/// beside its caller (a gateway's worker), which it wakes when it is done, instead of on the
-/// Raft runtime, which its caller would have to hand it to first.
+/// The runtime of the calling task when it has worker threads, else the Raft runtime: a
+/// write's own task runs beside its caller (a gateway's worker), which it wakes when it is
+/// done, instead of on the Raft runtime, which its caller would have to hand it to first. Not
+/// on a single-threaded runtime (an actix Arbiter, a current-thread `#[tokio::main]`): a caller
+/// that blocks its thread until the write is done would keep the write's task from running.
 fn here_or_raft() -> tokio::runtime::Handle {
-    tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime().handle().clone())
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => h,
+        _ => runtime().handle().clone(),
+    }
 }
 
 /// Runs `fut` on the Raft runtime and waits for it from any thread, inside a runtime or not.
