@@ -1250,3 +1250,24 @@ fn log_bytes(req: &Request) -> Result<bytes::Bytes, postcard::Error> {
     let buf = postcard::to_extend(req, Vec::with_capacity(size))?;
     Ok(bytes::Bytes::from(buf))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_entry_starts_only_once_enough_writes_wait() {
+        let c = Committer::default();
+        assert!(c.take_slot(1), "the first entry takes a lone write");
+        assert!(
+            !c.take_slot(SECOND_ENTRY_AFTER - 1),
+            "too few wait for a second"
+        );
+        assert!(c.take_slot(SECOND_ENTRY_AFTER));
+        assert!(
+            !c.take_slot(usize::MAX),
+            "at most {BATCHES_IN_FLIGHT} on their way"
+        );
+        assert_eq!(c.active.load(Ordering::SeqCst), BATCHES_IN_FLIGHT);
+    }
+}

@@ -274,8 +274,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             pending.push((entry.log_id, p));
         }
-        // The replica applies in mailbox order, so once the last write is done the others
-        // are too: waiting for it first wakes this task once, not once per write.
+        // The replica takes the writes in mailbox order, so once the last one is answered the
+        // others (sync handlers) are too: waiting for it first wakes this task once, not once
+        // per write. Any still under way (async handlers) are waited for below, in order.
         let last = pending.iter_mut().rev().find_map(|(_, p)| match p {
             Pending::One(item @ Item::Sent(_)) => Some(item),
             Pending::One(_) => None,
