@@ -371,11 +371,11 @@ impl ExactNNIndexer {
         let dim = self.cfg.dim;
         let mut row = vec![0.0f32; dim];
         for (doc, v) in req.docs.iter().zip(&vectors) {
-            let v: &[f32] = if self.cfg.metric == Metric::Cosine {
-                normalise_into(v, &mut row);
-                &row
+            let (v, norm): (&[f32], f64) = if self.cfg.metric == Metric::Cosine {
+                let norm = normalise_with_norm(v, &mut row);
+                (&row, norm)
             } else {
-                v
+                (v, norm_of(v))
             };
             let (panel, lane) = (self.len / PANEL, self.len % PANEL);
             if lane == 0 {
@@ -386,7 +386,7 @@ impl ExactNNIndexer {
                 g[lane] = x;
             }
             self.coarse.set_row(panel, lane, v);
-            self.max_norm = self.max_norm.max(norm_of(v));
+            self.max_norm = self.max_norm.max(norm);
             self.ids.push(doc.id());
             match doc.text() {
                 Some(t) => {
@@ -866,6 +866,57 @@ fn sum_of_squares_portable(v: &[f32]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// [`normalise_into`], returning `norm_of(out)` too, summed while `out` is written: the same
+/// eight sums in the same order as [`sum_of_squares`], so the same bits, without a second pass
+/// over the row (the norm of every indexed row bounds the coarse pass's error).
+fn normalise_with_norm(v: &[f32], out: &mut [f32]) -> f64 {
+    if v.len() != out.len() {
+        normalise_into(v, out);
+        return norm_of(out);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `normalise_with_norm_avx2` is safe code compiled with AVX2 enabled; calling
+        // it is sound exactly when the CPU supports AVX2, which was just checked.
+        return unsafe { normalise_with_norm_avx2(v, out) };
+    }
+    normalise_with_norm_portable(v, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn normalise_with_norm_avx2(v: &[f32], out: &mut [f32]) -> f64 {
+    normalise_with_norm_portable(v, out)
+}
+
+#[inline(always)]
+fn normalise_with_norm_portable(v: &[f32], out: &mut [f32]) -> f64 {
+    let norm = norm_of(v);
+    let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    let (v_chunks, v_rest) = v.as_chunks::<8>();
+    let (out_chunks, out_rest) = out.as_chunks_mut::<8>();
+    let mut acc = [0.0f64; 8];
+    for (o8, v8) in out_chunks.iter_mut().zip(v_chunks) {
+        for k in 0..8 {
+            let o = (f64::from(v8[k]) * inv) as f32;
+            o8[k] = o;
+            acc[k] += f64::from(o) * f64::from(o);
+        }
+    }
+    for (o, &x) in out_rest.iter_mut().zip(v_rest) {
+        *o = (f64::from(x) * inv) as f32;
+    }
+    let tail: f64 = out_rest.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    let sum =
+        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+    let out_norm = sum.sqrt();
+    if out_norm.is_finite() {
+        out_norm
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// Writes `v / |v|` into `out` (the norm taken in f64); a zero vector stays zero.
 pub fn normalise_into(v: &[f32], out: &mut [f32]) {
     // A NaN norm comes back infinite: `inv` is 0 either way, as before.
@@ -1211,6 +1262,21 @@ mod tests {
             assert_eq!(sum_of_squares(&v).to_bits(), ours.to_bits(), "{n}");
         }
         assert_eq!(norm_of(&[3.0, 4.0]), 5.0);
+        // Normalising and summing the result in one pass is the two passes, bit for bit.
+        for n in [0usize, 1, 7, 8, 9, 128, 131] {
+            let v: Vec<f32> = (0..n)
+                .map(|i| (i as f32 * 0.91).cos() * 7.0 - 1.0)
+                .collect();
+            let (mut one, mut two) = (vec![0.0f32; n], vec![0.0f32; n]);
+            let norm = normalise_with_norm(&v, &mut one);
+            normalise_into(&v, &mut two);
+            assert_eq!(one, two, "{n}");
+            assert_eq!(norm.to_bits(), norm_of(&two).to_bits(), "{n}");
+            assert_eq!(
+                normalise_with_norm_portable(&v, &mut one).to_bits(),
+                norm.to_bits()
+            );
+        }
         assert_eq!(norm_of(&[f32::NAN]), f64::INFINITY);
         assert_eq!(norm_of(&[f32::INFINITY]), f64::INFINITY);
     }
