@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod array_wire;
 pub mod le;
+mod names;
 
 /// A field name. The common names are `&'static str`, so building a doc allocates no names.
 pub type Name = Cow<'static, str>;
@@ -297,6 +298,7 @@ pub struct NdArray {
     pub shape: Vec<usize>,
     pub data: ArrayData,
     /// docarray's `NodeProto.type` for this tensor: `ndarray`, `ndarray_embedding`, `torch_tensor` …
+    #[serde(deserialize_with = "names::deserialize_name")]
     pub tag: Cow<'static, str>,
 }
 
@@ -368,6 +370,7 @@ impl NdArray {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Doc {
     id: String,
+    #[serde(deserialize_with = "names::deserialize_fields")]
     fields: Vec<(Name, Value)>,
 }
 
