@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod array_wire;
 pub mod le;
-mod names;
+pub mod names;
 
 /// A field name. The common names are `&'static str`, so building a doc allocates no names.
 pub type Name = Cow<'static, str>;
@@ -298,7 +298,7 @@ pub struct NdArray {
     pub shape: Vec<usize>,
     pub data: ArrayData,
     /// docarray's `NodeProto.type` for this tensor: `ndarray`, `ndarray_embedding`, `torch_tensor` …
-    #[serde(deserialize_with = "names::deserialize_name")]
+    #[serde(deserialize_with = "names::deserialize_tag")]
     pub tag: Cow<'static, str>,
 }
 

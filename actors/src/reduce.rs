@@ -5,12 +5,11 @@
 //! and field values; nothing is cloned except, rarely, the id of a doc whose 64-bit id hash
 //! collides with another id's.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::{Entry, RandomState};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
-use crate::doc::{Doc, DocList, Name, Value};
+use crate::doc::{Doc, DocList, Name, Value, names};
 use crate::request::Params;
 
 /// Up to this many docs in a reduce level, ids are found by scanning instead of through a map:
@@ -104,7 +103,7 @@ fn update_deferring(doc: &mut Doc, mut other: Doc, deferred: &mut Deferred) {
         }
         match doc.get_mut(name) {
             Some(slot) => merge_value(slot, value, name, deferred),
-            None => doc.set(field_name(name), value),
+            None => doc.set(names::field(name), value),
         }
     }
 }
@@ -137,7 +136,7 @@ impl Deferred {
         let i = match self.0.iter().position(|(n, _)| n == name) {
             Some(i) => i,
             None => {
-                self.0.push((field_name(name), begin()));
+                self.0.push((names::field(name), begin()));
                 self.0.len() - 1
             }
         };
@@ -239,35 +238,6 @@ fn into_untyped(value: Value) -> Value {
     match value {
         Value::Typed(t) => into_untyped(t.value),
         v => v,
-    }
-}
-
-/// A field name for `doc.set`: the common names without allocating.
-fn field_name(name: &str) -> Name {
-    const COMMON: &[&str] = &[
-        "text",
-        "embedding",
-        "tensor",
-        "tags",
-        "matches",
-        "chunks",
-        "scores",
-        "url",
-        "blob",
-        "bytes_",
-        "uri",
-        "parent_id",
-        "granularity",
-        "adjacency",
-        "modality",
-        "mime_type",
-        "offset",
-        "location",
-        "weight",
-    ];
-    match COMMON.iter().find(|&&c| c == name) {
-        Some(&c) => Cow::Borrowed(c),
-        None => Cow::Owned(name.to_owned()),
     }
 }
 

@@ -58,8 +58,7 @@ use super::pb::jina::data_request_proto::DataContentProto;
 use super::pb::jina::data_request_proto::data_content_proto::Documents;
 use super::pb::jina::{DataRequestProto, HeaderProto, RouteProto};
 use crate::actors::doc::{
-    ArrayData, Dict, Doc, DocList, Name, NdArray, TAG_EMBEDDING, TAG_NDARRAY, Typed, Value,
-    fresh_id,
+    ArrayData, Dict, Doc, DocList, Name, NdArray, TAG_NDARRAY, Typed, Value, fresh_id, names,
 };
 use crate::actors::request::{Params, Request};
 
@@ -303,35 +302,17 @@ fn content_kind(c: &Content) -> &'static str {
     }
 }
 
-/// The common field names as static strings, so decoding them allocates nothing more.
+/// A decoded field name, static when it is a common one (see `doc::names`).
 fn intern(k: String) -> Name {
-    let name: &'static str = match k.as_str() {
-        "text" => "text",
-        "embedding" => "embedding",
-        "tags" => "tags",
-        "matches" => "matches",
-        "chunks" => "chunks",
-        "scores" => "scores",
-        "tensor" => "tensor",
-        "url" => "url",
-        "blob" => "blob",
-        "bytes_" => "bytes_",
-        "value" => "value",
-        "uri" => "uri",
-        "parent_id" => "parent_id",
-        "granularity" => "granularity",
-        "adjacency" => "adjacency",
-        _ => return Cow::Owned(k),
-    };
-    Cow::Borrowed(name)
+    names::field_owned(k)
 }
 
+/// A decoded tensor tag; docarray's empty tag is a plain ndarray.
 fn intern_tag(t: String) -> Cow<'static, str> {
-    match t.as_str() {
-        "" | TAG_NDARRAY => Cow::Borrowed(TAG_NDARRAY),
-        TAG_EMBEDDING => Cow::Borrowed(TAG_EMBEDDING),
-        _ => Cow::Owned(t),
+    if t.is_empty() {
+        return Cow::Borrowed(TAG_NDARRAY);
     }
+    names::tag_owned(t)
 }
 
 fn decode_list(l: ListOfAnyProto, path: &Path<'_>) -> Result<Vec<Value>, CodecError> {
@@ -669,6 +650,7 @@ pub fn request_from_proto(p: DataRequestProto) -> Result<Request, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::doc::TAG_EMBEDDING;
     use serde_json::json;
 
     const GOLDEN_PYTHON: &str = concat!(
