@@ -112,10 +112,7 @@ impl Records {
         let mut crc = crc32fast::Hasher::new();
         let mut len = 0usize;
         for piece in &self.pieces[first..] {
-            let bytes = match piece {
-                Piece::Own(r) => &self.own[r.clone()],
-                Piece::Shared(b) => &b[..],
-            };
+            let bytes = self.bytes(piece);
             crc.update(bytes);
             len += bytes.len();
         }
@@ -146,13 +143,18 @@ impl Records {
         push_varint(&mut self.own, w.token);
     }
 
+    /// The bytes a piece stands for.
+    fn bytes<'a>(&'a self, piece: &'a Piece) -> &'a [u8] {
+        match piece {
+            Piece::Own(r) => &self.own[r.clone()],
+            Piece::Shared(b) => b,
+        }
+    }
+
     fn slices(&self) -> Vec<IoSlice<'_>> {
         self.pieces
             .iter()
-            .map(|p| match p {
-                Piece::Own(r) => &self.own[r.clone()],
-                Piece::Shared(b) => &b[..],
-            })
+            .map(|p| self.bytes(p))
             .filter(|b| !b.is_empty())
             .map(IoSlice::new)
             .collect()
