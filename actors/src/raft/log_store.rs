@@ -3,8 +3,9 @@
 //!
 //! What is promised:
 //! - An append is acknowledged (`LogFlushed::log_io_completed(Ok(()))`) only after its bytes are
-//!   on disk (`fdatasync`). The sync runs on a thread of its own: appends that arrive while a sync
-//!   is running share the next one (group commit). Acknowledgements keep the order of the appends.
+//!   on disk (`fdatasync`). The writes and syncs run on a thread of its own (`log_file`: direct
+//!   writes where the filesystem takes them): appends that arrive while a sync is running share
+//!   the next write and sync (group commit). Acknowledgements keep the order of the appends.
 //! - `save_vote`, `truncate` and `purge` are durable when they return. `save_committed` is
 //!   kept in memory at once and written (not synced) at most every 100 ms and when the store is
 //!   dropped: the file may name an older commit than the last, which is safe (a committed index
@@ -13,12 +14,14 @@
 //!   append's acknowledgement before it takes the next write, so the shard logs writes that
 //!   arrive together as one entry (the Raft group's group commit).
 //! - A torn or corrupt tail of `log` (a short record, a bad crc32, an undecodable entry) can only
-//!   be a write that was never acknowledged: `open` cuts it away with a warning.
+//!   be a write that was never acknowledged: `open` cuts it away with a warning. Fewer than a
+//!   block of zeroes after the records is a direct write's padding: cut without one.
 //! - After any failed write or sync the store refuses further writes until it is reopened (a
 //!   failed fsync can lose data silently, so nothing written afterwards is trusted either).
 //!
 //! Files under the directory:
-//! - `log`: appended records `[u32 len LE][u32 crc32(payload) LE][payload = postcard(Entry)]`.
+//! - `log`: appended records `[u32 len LE][u32 crc32(payload) LE][payload = postcard(Entry)]`,
+//!   then, after direct writes, zeroes up to a multiple of 4 KiB.
 //!   Entries at or below `purged` are ignored, on open and on append (a snapshot covers them).
 //!   Replaying the records rebuilds exactly the in-memory log: a record whose index is not above
 //!   the last one replaces it and what follows; one that would leave a hole is `Corrupt`.
@@ -43,6 +46,7 @@ use openraft::{ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Stor
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::log_file::{self, LogFile};
 use super::record::Records;
 use super::types::{Entry, NodeId, StorageError, TypeConfig};
 
@@ -111,8 +115,8 @@ struct Inner {
     mem: RwLock<Mem>,
     /// Serializes every write; held across disk IO, so readers never wait on an fsync.
     writer: Mutex<Writer>,
-    /// Appends waiting for the sync thread's fsync.
-    syncer: mpsc::Sender<Pending>,
+    /// Appends (and log files replacing the one being appended to) for the sync thread.
+    syncer: mpsc::Sender<ToSync>,
     /// Set after any failed write or sync; shared with the sync thread.
     failed: Arc<AtomicBool>,
     /// When `committed` was last written to disk.
@@ -148,18 +152,22 @@ struct Mem {
 }
 
 struct Writer {
-    /// The open `log` file (append mode). Replaced when the file is rewritten.
-    log: Arc<File>,
     /// Records in `log`, live or not (purged, replaced): decides when to compact.
     records: u64,
-    /// The small parts of the records being appended (headers, log ids, lengths, tokens; the
-    /// logged requests are written from where they are, see `record`), kept between appends.
-    scratch: Vec<u8>,
+    /// Whether `log` is written with `O_DIRECT` (decided when the store opens).
+    direct: bool,
 }
 
-struct Pending {
-    log: Arc<File>,
-    callback: LogFlushed<TypeConfig>,
+/// What the sync thread is given, in the order of the writes.
+enum ToSync {
+    /// Records to append to the current log file, and who to tell once they are durable.
+    Append {
+        records: Records,
+        callback: LogFlushed<TypeConfig>,
+    },
+    /// `log` was rewritten: later appends go to this file. The records already sent go to the
+    /// replaced one (harmless: the rewrite holds their entries, synced).
+    Switch(LogFile),
 }
 
 /// Where an entry goes, given the last purged index and the last index in the log.
@@ -203,6 +211,11 @@ impl LogStore {
     /// Opens (creating it if missing) the log store under `dir`, cutting away a torn tail of the
     /// log, and starts its sync thread (it ends when the last clone is dropped).
     pub fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
+        Self::open_with(dir, true)
+    }
+
+    /// [`LogStore::open`], with direct writes only if `try_direct` (tests take both ways).
+    fn open_with(dir: &Path, try_direct: bool) -> Result<LogStore, LogStoreError> {
         fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
         for name in [LOG, VOTE, COMMITTED, PURGED] {
             let tmp = tmp_path(dir, name);
@@ -220,8 +233,9 @@ impl LogStore {
         let path = dir.join(LOG);
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(io_error("opening", &path))?;
         let loaded = load_log(&file, &path, purged.map(|p| p.index))?;
@@ -237,14 +251,20 @@ impl LogStore {
                 .map_err(io_error("truncating", &path))?;
             file.sync_all().map_err(io_error("syncing", &path))?;
         }
+        drop(file);
         sync_dir(dir)?;
+        // Padding past the records (not torn: nothing to warn of) is cut here too.
+        let direct = try_direct && log_file::direct_io_works(dir);
+        let log = LogFile::open(&path, loaded.valid_len, direct)
+            .map_err(io_error("opening for appending", &path))?;
+        tracing::debug!(path = %path.display(), direct = log.is_direct(), "Raft log open");
 
         let failed = Arc::new(AtomicBool::new(false));
         let (syncer, rx) = mpsc::channel();
         let thread_failed = Arc::clone(&failed);
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_loop(rx, thread_failed))
+            .spawn(move || sync_loop(log, rx, thread_failed))
             .map_err(io_error("starting the sync thread for", dir))?;
 
         Ok(LogStore {
@@ -257,9 +277,8 @@ impl LogStore {
                     purged,
                 }),
                 writer: Mutex::new(Writer {
-                    log: Arc::new(file),
                     records: loaded.records,
-                    scratch: Vec::new(),
+                    direct,
                 }),
                 syncer,
                 committed_saved: Mutex::new(None),
@@ -361,7 +380,7 @@ impl Inner {
     ) -> Result<(), LogStoreError> {
         let mut callback = Some(callback);
         let result = self.guarded(|w| {
-            let mut records = Records::with_buffer(std::mem::take(&mut w.scratch));
+            let mut records = Records::default();
             let mut fresh = Vec::with_capacity(entries.len());
             {
                 let mem = self.mem()?;
@@ -383,30 +402,21 @@ impl Inner {
                     fresh.push(e);
                 }
             }
-            records
-                .write_to(&*w.log)
-                .map_err(io_error("appending to", &self.dir.join(LOG)))?;
             w.records += records.len();
-            let mut bytes = records.into_buffer();
-            bytes.clear();
-            bytes.shrink_to(super::SCRATCH_KEEP);
-            w.scratch = bytes;
             {
                 let mut mem = self.mem_mut()?;
                 for e in fresh {
                     mem.put(e);
                 }
             }
-            // Sent under the writer lock, so acknowledgements keep the order of the appends.
+            // Sent under the writer lock, so the records and acknowledgements keep the order
+            // of the appends.
             if let Some(callback) = callback.take() {
-                let pending = Pending {
-                    log: Arc::clone(&w.log),
-                    callback,
-                };
-                if let Err(mpsc::SendError(pending)) = self.syncer.send(pending) {
-                    pending
-                        .callback
-                        .log_io_completed(Err(io::Error::other("the sync thread is gone")));
+                let append = ToSync::Append { records, callback };
+                if let Err(mpsc::SendError(append)) = self.syncer.send(append) {
+                    if let ToSync::Append { callback, .. } = append {
+                        callback.log_io_completed(Err(io::Error::other("the sync thread is gone")));
+                    }
                     return Err(LogStoreError::Failed);
                 }
             }
@@ -509,51 +519,61 @@ impl Inner {
             .into_inner()
             .map_err(|e| io_error("writing", &tmp)(e.into_error()))?;
         file.sync_all().map_err(io_error("syncing", &tmp))?;
+        let len = file.metadata().map_err(io_error("reading", &tmp))?.len();
         drop(file);
         fs::rename(&tmp, &path).map_err(io_error("renaming over", &path))?;
         sync_dir(&self.dir)?;
-        let log = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_error("opening", &path))?;
-        w.log = Arc::new(log);
+        let log = LogFile::open(&path, len, w.direct).map_err(io_error("opening", &path))?;
+        if self.syncer.send(ToSync::Switch(log)).is_err() {
+            return Err(LogStoreError::Failed);
+        }
         w.records = records;
         Ok(())
     }
 }
 
-/// The sync thread: fsyncs the log for every batch of pending appends, then acknowledges them in
-/// order. After a failed fsync every later acknowledgement is an error too.
-fn sync_loop(rx: mpsc::Receiver<Pending>, failed: Arc<AtomicBool>) {
+/// The sync thread: writes the records of every batch of pending appends, syncs the log once
+/// for them all, then acknowledges them in order. After a failed write or sync every later
+/// acknowledgement is an error too.
+fn sync_loop(mut log: LogFile, rx: mpsc::Receiver<ToSync>, failed: Arc<AtomicBool>) {
     let mut error: Option<(io::ErrorKind, String)> = None;
+    let mut done = Vec::new();
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
-        if error.is_none() {
-            // Usually one file; two when the log was rewritten in between (syncing the replaced
-            // file is harmless: its live entries were already synced into the new one).
-            let mut synced: Vec<&Arc<File>> = Vec::new();
-            for p in &batch {
-                if synced.iter().any(|f| Arc::ptr_eq(f, &p.log)) {
-                    continue;
+        for next in std::iter::once(first).chain(rx.try_iter()) {
+            let result = match next {
+                ToSync::Append { records, callback } => {
+                    done.push(callback);
+                    match error {
+                        None => log.append(&records),
+                        Some(_) => Ok(()),
+                    }
                 }
-                if let Err(e) = p.log.sync_data() {
-                    tracing::error!(error = %e, "syncing the Raft log failed");
-                    failed.store(true, Ordering::SeqCst);
-                    error = Some((e.kind(), e.to_string()));
-                    break;
-                }
-                synced.push(&p.log);
+                // The replaced file's appends are synced before they are acknowledged.
+                ToSync::Switch(new) => std::mem::replace(&mut log, new).sync(),
+            };
+            if let (Err(e), None) = (result, &error) {
+                error = Some(failure(&failed, e));
             }
         }
-        for p in batch {
+        if error.is_none()
+            && let Err(e) = log.sync()
+        {
+            error = Some(failure(&failed, e));
+        }
+        for callback in done.drain(..) {
             let result = match &error {
                 None => Ok(()),
                 Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
             };
-            p.callback.log_io_completed(result);
+            callback.log_io_completed(result);
         }
     }
+}
+
+fn failure(failed: &AtomicBool, e: io::Error) -> (io::ErrorKind, String) {
+    tracing::error!(error = %e, "writing the Raft log failed");
+    failed.store(true, Ordering::SeqCst);
+    (e.kind(), e.to_string())
 }
 
 struct Loaded {
@@ -579,7 +599,9 @@ fn load_log(file: &File, path: &Path, purged: Option<u64>) -> Result<Loaded, Log
             break None;
         }
         if remaining < HEADER {
-            break Some(format!("{remaining} bytes, short of a record header"));
+            break torn_unless_padding(file, path, offset, remaining, || {
+                format!("{remaining} bytes, short of a record header")
+            })?;
         }
         let mut header = [0u8; HEADER as usize];
         reader
@@ -589,7 +611,9 @@ fn load_log(file: &File, path: &Path, purged: Option<u64>) -> Result<Loaded, Log
         let len = u32::from_le_bytes([l0, l1, l2, l3]);
         let crc = u32::from_le_bytes([c0, c1, c2, c3]);
         if len == 0 {
-            break Some("an empty record".to_string());
+            break torn_unless_padding(file, path, offset, remaining, || {
+                "an empty record".to_string()
+            })?;
         }
         if u64::from(len) > remaining - HEADER {
             break Some(format!(
@@ -633,6 +657,24 @@ fn load_log(file: &File, path: &Path, purged: Option<u64>) -> Result<Loaded, Log
         valid_len: offset,
         torn,
     })
+}
+
+/// `None` when the `remaining` bytes from `offset` on are a direct write's padding, else
+/// `Some(reason)` the tail is torn.
+fn torn_unless_padding(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    remaining: u64,
+    reason: impl FnOnce() -> String,
+) -> Result<Option<String>, LogStoreError> {
+    if remaining >= log_file::BLOCK as u64 {
+        return Ok(Some(reason()));
+    }
+    let mut rest = vec![0u8; remaining as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut rest, offset)
+        .map_err(io_error("reading", path))?;
+    Ok((!log_file::is_padding(&rest)).then(reason))
 }
 
 fn tmp_path(dir: &Path, name: &str) -> PathBuf {
@@ -967,6 +1009,13 @@ mod tests {
         indexes.into_iter().map(|i| write(term, i)).collect()
     }
 
+    /// Both ways of writing the log: buffered, and direct (where the filesystem takes it).
+    const MODES: [bool; 2] = [false, true];
+
+    fn open_in(dir: &TempDir, direct: bool) -> LogStore {
+        LogStore::open_with(dir.path(), direct).expect("open log store")
+    }
+
     fn open(dir: &TempDir) -> LogStore {
         LogStore::open(dir.path()).expect("open the log store")
     }
@@ -980,6 +1029,13 @@ mod tests {
         (st.last_purged_log_id, st.last_log_id)
     }
 
+    /// Bytes of whole records at the start of the log file (a direct write's padding aside).
+    fn records_len(dir: &TempDir) -> u64 {
+        let path = dir.path().join(LOG);
+        let file = File::open(&path).expect("open log");
+        load_log(&file, &path, None).expect("read log").valid_len
+    }
+
     fn log_len(dir: &TempDir) -> u64 {
         fs::metadata(dir.path().join(LOG))
             .expect("log metadata")
@@ -988,49 +1044,51 @@ mod tests {
 
     #[tokio::test]
     async fn reopen_restores_vote_committed_and_entries() {
-        let dir = TempDir::new().expect("temp dir");
-        let membership = Entry {
-            log_id: log_id(1, 0),
-            payload: EntryPayload::Membership(Membership::new(
-                vec![BTreeSet::from([0, 1, 2])],
-                None,
-            )),
-        };
-        let mut expected = vec![membership.clone()];
-        expected.extend(writes(1, 1..=5));
-        {
-            let mut store = open(&dir);
-            store.save_vote(&Vote::new(3, 1)).await.expect("save vote");
-            store.blocking_append([membership]).await.expect("append");
-            store
-                .blocking_append(writes(1, 1..=3))
-                .await
-                .expect("append");
-            store
-                .blocking_append(writes(1, 4..=5))
-                .await
-                .expect("append");
-            store
-                .save_committed(Some(log_id(1, 3)))
-                .await
-                .expect("save committed");
+        for direct in MODES {
+            let dir = TempDir::new().expect("temp dir");
+            let membership = Entry {
+                log_id: log_id(1, 0),
+                payload: EntryPayload::Membership(Membership::new(
+                    vec![BTreeSet::from([0, 1, 2])],
+                    None,
+                )),
+            };
+            let mut expected = vec![membership.clone()];
+            expected.extend(writes(1, 1..=5));
+            {
+                let mut store = open_in(&dir, direct);
+                store.save_vote(&Vote::new(3, 1)).await.expect("save vote");
+                store.blocking_append([membership]).await.expect("append");
+                store
+                    .blocking_append(writes(1, 1..=3))
+                    .await
+                    .expect("append");
+                store
+                    .blocking_append(writes(1, 4..=5))
+                    .await
+                    .expect("append");
+                store
+                    .save_committed(Some(log_id(1, 3)))
+                    .await
+                    .expect("save committed");
+            }
+            let mut store = open_in(&dir, direct);
+            assert_eq!(
+                store.read_vote().await.expect("vote"),
+                Some(Vote::new(3, 1))
+            );
+            assert_eq!(
+                store.read_committed().await.expect("committed"),
+                Some(log_id(1, 3))
+            );
+            assert_eq!(state(&mut store).await, (None, Some(log_id(1, 5))));
+            assert_eq!(all(&mut store).await, expected);
+            let mut reader = store.get_log_reader().await;
+            assert_eq!(
+                reader.try_get_log_entries(2..4).await.expect("read"),
+                writes(1, 2..=3)
+            );
         }
-        let mut store = open(&dir);
-        assert_eq!(
-            store.read_vote().await.expect("vote"),
-            Some(Vote::new(3, 1))
-        );
-        assert_eq!(
-            store.read_committed().await.expect("committed"),
-            Some(log_id(1, 3))
-        );
-        assert_eq!(state(&mut store).await, (None, Some(log_id(1, 5))));
-        assert_eq!(all(&mut store).await, expected);
-        let mut reader = store.get_log_reader().await;
-        assert_eq!(
-            reader.try_get_log_entries(2..4).await.expect("read"),
-            writes(1, 2..=3)
-        );
     }
 
     #[tokio::test]
@@ -1057,80 +1115,106 @@ mod tests {
 
     #[tokio::test]
     async fn pipelined_appends_are_all_acknowledged_and_durable() {
-        let dir = TempDir::new().expect("temp dir");
-        {
-            let store = open(&dir);
-            // All appends are issued before any acknowledgement is awaited, so the sync thread
-            // sees several at once.
-            let appends = (1..=20u64).map(|i| {
-                let mut s = store.clone();
-                async move { s.blocking_append([write(1, i)]).await }
-            });
-            for r in futures::future::join_all(appends).await {
-                r.expect("append");
+        for direct in MODES {
+            let dir = TempDir::new().expect("temp dir");
+            {
+                let store = open_in(&dir, direct);
+                // All appends are issued before any acknowledgement is awaited, so the sync thread
+                // sees several at once.
+                let appends = (1..=20u64).map(|i| {
+                    let mut s = store.clone();
+                    async move { s.blocking_append([write(1, i)]).await }
+                });
+                for r in futures::future::join_all(appends).await {
+                    r.expect("append");
+                }
             }
+            let mut store = open_in(&dir, direct);
+            assert_eq!(all(&mut store).await, writes(1, 1..=20));
         }
-        let mut store = open(&dir);
-        assert_eq!(all(&mut store).await, writes(1, 1..=20));
     }
 
     #[tokio::test]
     async fn torn_tail_is_cut_and_appends_continue() {
-        let mut records = Records::default();
-        records.add(&write(1, 4)).expect("encode");
-        let mut valid = Vec::new();
-        records.write_to(&mut valid).expect("encode");
-        let half_record = valid[..valid.len() / 2].to_vec();
-        let mut bad_crc = valid.clone();
-        bad_crc[4] ^= 0xff;
-        let mut undecodable = vec![3, 0, 0, 0];
-        undecodable.extend_from_slice(&crc32fast::hash(&[0xff; 3]).to_le_bytes());
-        undecodable.extend_from_slice(&[0xff; 3]);
-        let tails: [(&str, Vec<u8>); 5] = [
-            ("short header", vec![1, 2, 3]),
-            ("half record", half_record),
-            ("bad crc", bad_crc),
-            ("undecodable", undecodable),
-            ("zeroes", vec![0; 64]),
-        ];
-        for (what, tail) in tails {
-            let dir = TempDir::new().expect("temp dir");
-            {
-                let mut store = open(&dir);
-                store
-                    .blocking_append(writes(1, 1..=3))
-                    .await
-                    .expect("append");
-            }
-            let good_len = log_len(&dir);
-            {
-                let mut f = OpenOptions::new()
-                    .append(true)
-                    .open(dir.path().join(LOG))
-                    .expect("open log");
-                f.write_all(&tail).expect("write garbage");
-            }
-            {
-                let mut store = open(&dir);
-                assert_eq!(log_len(&dir), good_len, "{what}: tail not cut");
-                assert_eq!(all(&mut store).await, writes(1, 1..=3), "{what}");
+        for direct in MODES {
+            let mut records = Records::default();
+            records.add(&write(1, 4)).expect("encode");
+            let mut valid = Vec::new();
+            records.write_to(&mut valid).expect("encode");
+            let half_record = valid[..valid.len() / 2].to_vec();
+            let mut bad_crc = valid.clone();
+            bad_crc[4] ^= 0xff;
+            let mut undecodable = vec![3, 0, 0, 0];
+            undecodable.extend_from_slice(&crc32fast::hash(&[0xff; 3]).to_le_bytes());
+            undecodable.extend_from_slice(&[0xff; 3]);
+            let tails: [(&str, Vec<u8>); 5] = [
+                ("short header", vec![1, 2, 3]),
+                ("half record", half_record),
+                ("bad crc", bad_crc),
+                ("undecodable", undecodable),
+                ("zeroes", vec![0; 64]),
+            ];
+            for (what, tail) in tails {
+                let dir = TempDir::new().expect("temp dir");
+                {
+                    let mut store = open_in(&dir, direct);
+                    store
+                        .blocking_append(writes(1, 1..=3))
+                        .await
+                        .expect("append");
+                }
+                let good_len = records_len(&dir);
+                {
+                    let mut f = OpenOptions::new()
+                        .append(true)
+                        .open(dir.path().join(LOG))
+                        .expect("open log");
+                    f.write_all(&tail).expect("write garbage");
+                }
+                {
+                    let mut store = open_in(&dir, direct);
+                    assert_eq!(log_len(&dir), good_len, "{what}: tail not cut");
+                    assert_eq!(all(&mut store).await, writes(1, 1..=3), "{what}");
+                    assert_eq!(
+                        state(&mut store).await,
+                        (None, Some(log_id(1, 3))),
+                        "{what}"
+                    );
+                    store
+                        .blocking_append([write(1, 4)])
+                        .await
+                        .expect("append after cut");
+                }
+                let mut store = open_in(&dir, direct);
                 assert_eq!(
-                    state(&mut store).await,
-                    (None, Some(log_id(1, 3))),
-                    "{what}"
+                    all(&mut store).await,
+                    writes(1, 1..=4),
+                    "{what}: after reopen"
                 );
-                store
-                    .blocking_append([write(1, 4)])
-                    .await
-                    .expect("append after cut");
             }
-            let mut store = open(&dir);
-            assert_eq!(
-                all(&mut store).await,
-                writes(1, 1..=4),
-                "{what}: after reopen"
-            );
         }
+    }
+
+    #[tokio::test]
+    async fn a_direct_writes_padding_is_the_end_of_the_log_not_a_torn_tail() {
+        let dir = TempDir::new().expect("temp dir");
+        {
+            let mut store = open(&dir);
+            store
+                .blocking_append(writes(1, 1..=3))
+                .await
+                .expect("append");
+        }
+        if log_file::direct_io_works(dir.path()) {
+            assert!(log_len(&dir) > records_len(&dir), "no padding");
+            assert_eq!(log_len(&dir) % log_file::BLOCK as u64, 0);
+        }
+        let path = dir.path().join(LOG);
+        let loaded = load_log(&File::open(&path).expect("open log"), &path, None).expect("load");
+        assert_eq!(loaded.torn, None);
+        assert_eq!(loaded.records, 3);
+        let mut store = open(&dir);
+        assert_eq!(all(&mut store).await, writes(1, 1..=3));
     }
 
     #[tokio::test]
@@ -1149,86 +1233,90 @@ mod tests {
 
     #[tokio::test]
     async fn purge_survives_reopen_and_compacts_lazily() {
-        let dir = TempDir::new().expect("temp dir");
-        let full_len;
-        {
-            let mut store = open(&dir);
-            store
-                .blocking_append(writes(1, 1..=10))
-                .await
-                .expect("append");
-            full_len = log_len(&dir);
-            store.purge(log_id(1, 4)).await.expect("purge");
-            // 4 purged records against 6 live ones: the file is kept as it is.
-            assert_eq!(log_len(&dir), full_len);
-            assert_eq!(all(&mut store).await, writes(1, 5..=10));
-        }
-        {
-            let mut store = open(&dir);
+        for direct in MODES {
+            let dir = TempDir::new().expect("temp dir");
+            let full_len;
+            {
+                let mut store = open_in(&dir, direct);
+                store
+                    .blocking_append(writes(1, 1..=10))
+                    .await
+                    .expect("append");
+                full_len = records_len(&dir);
+                store.purge(log_id(1, 4)).await.expect("purge");
+                // 4 purged records against 6 live ones: the file is kept as it is.
+                assert_eq!(records_len(&dir), full_len);
+                assert_eq!(all(&mut store).await, writes(1, 5..=10));
+            }
+            {
+                let mut store = open_in(&dir, direct);
+                assert_eq!(
+                    state(&mut store).await,
+                    (Some(log_id(1, 4)), Some(log_id(1, 10)))
+                );
+                assert_eq!(all(&mut store).await, writes(1, 5..=10));
+                store.purge(log_id(1, 8)).await.expect("purge");
+                // Now the purged records outnumber the live ones: the file is rewritten.
+                assert!(records_len(&dir) < full_len / 2, "log not compacted");
+            }
+            {
+                let mut store = open_in(&dir, direct);
+                assert_eq!(
+                    state(&mut store).await,
+                    (Some(log_id(1, 8)), Some(log_id(1, 10)))
+                );
+                assert_eq!(all(&mut store).await, writes(1, 9..=10));
+                store.purge(log_id(1, 10)).await.expect("purge everything");
+            }
+            {
+                let mut store = open_in(&dir, direct);
+                assert_eq!(
+                    state(&mut store).await,
+                    (Some(log_id(1, 10)), Some(log_id(1, 10)))
+                );
+                assert!(all(&mut store).await.is_empty());
+                store
+                    .blocking_append([write(2, 11)])
+                    .await
+                    .expect("append after purge");
+            }
+            let mut store = open_in(&dir, direct);
             assert_eq!(
                 state(&mut store).await,
-                (Some(log_id(1, 4)), Some(log_id(1, 10)))
+                (Some(log_id(1, 10)), Some(log_id(2, 11)))
             );
-            assert_eq!(all(&mut store).await, writes(1, 5..=10));
-            store.purge(log_id(1, 8)).await.expect("purge");
-            // Now the purged records outnumber the live ones: the file is rewritten.
-            assert!(log_len(&dir) < full_len / 2, "log not compacted");
+            assert_eq!(all(&mut store).await, vec![write(2, 11)]);
         }
-        {
-            let mut store = open(&dir);
-            assert_eq!(
-                state(&mut store).await,
-                (Some(log_id(1, 8)), Some(log_id(1, 10)))
-            );
-            assert_eq!(all(&mut store).await, writes(1, 9..=10));
-            store.purge(log_id(1, 10)).await.expect("purge everything");
-        }
-        {
-            let mut store = open(&dir);
-            assert_eq!(
-                state(&mut store).await,
-                (Some(log_id(1, 10)), Some(log_id(1, 10)))
-            );
-            assert!(all(&mut store).await.is_empty());
-            store
-                .blocking_append([write(2, 11)])
-                .await
-                .expect("append after purge");
-        }
-        let mut store = open(&dir);
-        assert_eq!(
-            state(&mut store).await,
-            (Some(log_id(1, 10)), Some(log_id(2, 11)))
-        );
-        assert_eq!(all(&mut store).await, vec![write(2, 11)]);
     }
 
     #[tokio::test]
     async fn truncate_survives_reopen() {
-        let dir = TempDir::new().expect("temp dir");
-        {
-            let mut store = open(&dir);
-            store
-                .blocking_append(writes(1, 1..=10))
-                .await
-                .expect("append");
-            store.truncate(log_id(1, 6)).await.expect("truncate");
-            assert_eq!(all(&mut store).await, writes(1, 1..=5));
+        for direct in MODES {
+            let dir = TempDir::new().expect("temp dir");
+            {
+                let mut store = open_in(&dir, direct);
+                store
+                    .blocking_append(writes(1, 1..=10))
+                    .await
+                    .expect("append");
+                store.truncate(log_id(1, 6)).await.expect("truncate");
+                assert_eq!(all(&mut store).await, writes(1, 1..=5));
+            }
+            {
+                let mut store = open_in(&dir, direct);
+                assert_eq!(state(&mut store).await, (None, Some(log_id(1, 5))));
+                assert_eq!(all(&mut store).await, writes(1, 1..=5));
+                store
+                    .blocking_append(writes(2, 6..=7))
+                    .await
+                    .expect("append after truncate");
+            }
+            let mut store = open_in(&dir, direct);
+            let mut expected = writes(1, 1..=5);
+            expected.extend(writes(2, 6..=7));
+            assert_eq!(all(&mut store).await, expected);
+            assert_eq!(state(&mut store).await, (None, Some(log_id(2, 7))));
         }
-        {
-            let mut store = open(&dir);
-            assert_eq!(state(&mut store).await, (None, Some(log_id(1, 5))));
-            assert_eq!(all(&mut store).await, writes(1, 1..=5));
-            store
-                .blocking_append(writes(2, 6..=7))
-                .await
-                .expect("append after truncate");
-        }
-        let mut store = open(&dir);
-        let mut expected = writes(1, 1..=5);
-        expected.extend(writes(2, 6..=7));
-        assert_eq!(all(&mut store).await, expected);
-        assert_eq!(state(&mut store).await, (None, Some(log_id(2, 7))));
     }
 
     #[tokio::test]

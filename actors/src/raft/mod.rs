@@ -3,7 +3,8 @@
 //! - [`types`]: what is logged (`Write`) and what applying returns (`Applied`).
 //! - [`settings`]: `raft_configuration` (Jina's keys) onto openraft's `Config`.
 //! - [`log_store`]: the durable log (entries, vote, committed) under the workspace.
-//! - [`record`]: how the log file's records are written, the logged requests not copied.
+//! - [`record`]: how the log file's records are laid out, the logged requests not copied.
+//! - [`log_file`]: the log file as its sync thread appends to it (`O_DIRECT` where it can).
 //! - [`state_machine`]: a node's state machine: its replica's Executor.
 //! - [`originals`]: the callers' requests of writes being logged, for the first local replica
 //!   to apply them (no decode on the leader's path).
@@ -16,6 +17,7 @@
 
 mod awaited;
 pub mod group;
+mod log_file;
 pub mod log_store;
 pub mod network;
 mod originals;
@@ -28,9 +30,6 @@ pub mod types;
 
 pub use group::{GroupError, RaftGroup, RaftSpec};
 
-/// The most a log store's buffer for the small parts of appended records keeps between
-/// appends, so that a rare huge append's is not held.
-const SCRATCH_KEEP: usize = 8 << 20;
 pub use network::Faults;
 pub use settings::RaftSettings;
 pub use transport::{Cluster, Rpc, Transport};

@@ -1,12 +1,12 @@
 //! The records of the log file, as they are appended: `[u32 len LE][u32 crc32(payload) LE]
-//! [payload = postcard(Entry)]`, written with one `writev` per append.
+//! [payload = postcard(Entry)]`, as pieces: the log file copies them into its direct-write
+//! buffer, or hands them to one `writev` (`log_file`).
 //!
-//! Why not `postcard::to_extend(entry)` into a buffer, then `write`: a write's request is
-//! already encoded (the caller's thread did it, see `types::Write`), and a group commit of
-//! 100-embedding writes is megabytes per entry. Serializing the entry copied every request once
-//! more on every node, before the kernel's own copy into the page cache. Here the small parts
-//! of a record (header, log id, lengths, tokens) are encoded into a kept buffer and the
-//! requests are written from where they are.
+//! Why not `postcard::to_extend(entry)` into a buffer: a write's request is already encoded
+//! (the caller's thread did it, see `types::Write`), and a group commit of 100-embedding writes
+//! is megabytes per entry. Serializing the entry copied every request once more on every node.
+//! Here the small parts of a record (header, log id, lengths, tokens) are encoded into a
+//! buffer of their own and the requests are kept where they are (shared `Bytes`).
 //!
 //! What is promised: the bytes written are exactly `[len][crc][postcard::to_stdvec(entry)]`
 //! (a test holds both encodings equal for every kind of entry), so reading a log back is plain
@@ -39,21 +39,6 @@ enum Piece {
 }
 
 impl Records {
-    /// Records kept in `own` (a buffer kept between appends: its pages stay mapped).
-    pub(super) fn with_buffer(mut own: Vec<u8>) -> Records {
-        own.clear();
-        Records {
-            own,
-            pieces: Vec::new(),
-            records: 0,
-        }
-    }
-
-    /// The buffer back, for the next append.
-    pub(super) fn into_buffer(self) -> Vec<u8> {
-        self.own
-    }
-
     /// How many records were added.
     pub(super) fn len(&self) -> u64 {
         self.records
@@ -151,13 +136,21 @@ impl Records {
         }
     }
 
-    fn slices(&self) -> Vec<IoSlice<'_>> {
+    /// The records' bytes, in order, as the pieces they are kept in.
+    pub(super) fn parts(&self) -> impl Iterator<Item = &[u8]> {
         self.pieces
             .iter()
             .map(|p| self.bytes(p))
             .filter(|b| !b.is_empty())
-            .map(IoSlice::new)
-            .collect()
+    }
+
+    /// How many bytes the records take.
+    pub(super) fn byte_len(&self) -> u64 {
+        self.parts().map(|b| b.len() as u64).sum()
+    }
+
+    fn slices(&self) -> Vec<IoSlice<'_>> {
+        self.parts().map(IoSlice::new).collect()
     }
 
     /// Writes every record, in order (`writev`, as often as the kernel takes part of them).
