@@ -16,7 +16,8 @@
 //!   is the end ([`is_padding`]). The last partial block is written again, with the same bytes
 //!   in front, by the next append; a disk that writes sectors whole keeps the records in it.
 //! - The mode is chosen when the file is opened, by a probe write in its directory; a
-//!   filesystem that refuses `O_DIRECT` (tmpfs) gets buffered writes, with the same results.
+//!   filesystem that refuses `O_DIRECT` gets buffered writes, with the same results.
+//! - The buffer holds at most [`STAGE_MAX`] bytes: more is written as it comes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -30,13 +31,32 @@ use super::record::Records;
 pub(super) const BLOCK: usize = 4096;
 
 /// How many bytes are buffered before they are written even if more records are coming (a
-/// follower catching up gets many entries at once).
+/// follower catching up gets many entries at once). A multiple of [`BLOCK`].
 const STAGE_MAX: usize = 4 << 20;
+
+/// How much of the buffer is kept between writes (a group commit of the seed's writes is about
+/// half of it); a larger batch's is given back.
+const STAGE_KEEP: usize = 1 << 20;
+
+/// How the log file is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Io {
+    /// `writev`s through the page cache.
+    Buffered,
+    /// Whole blocks from the aligned buffer, with `O_DIRECT`.
+    Direct,
+    /// The direct mode's buffer and blocks, without `O_DIRECT`: tests its logic on any
+    /// filesystem.
+    #[cfg(test)]
+    Staged,
+}
 
 /// One aligned block of the buffer.
 #[repr(C, align(4096))]
 #[derive(Clone, Copy)]
 struct Block([u8; BLOCK]);
+
+const _: () = assert!(std::mem::size_of::<Block>() == BLOCK && STAGE_MAX.is_multiple_of(BLOCK));
 
 /// The log file, open for appending.
 pub(super) struct LogFile {
@@ -64,10 +84,10 @@ struct Staging {
 }
 
 impl LogFile {
-    /// Opens the log at `path`, whose first `len` bytes are whole records and the rest, if
-    /// any, is to be overwritten. `direct` asks for `O_DIRECT` (see [`direct_io_works`]).
-    pub(super) fn open(path: &Path, len: u64, direct: bool) -> io::Result<LogFile> {
-        let mode = if direct {
+    /// Opens the log at `path`, whose first `len` bytes are whole records; what follows them
+    /// is cut. [`Io::Direct`] only where [`direct_io_works`].
+    pub(super) fn open(path: &Path, len: u64, io: Io) -> io::Result<LogFile> {
+        let mode = if io != Io::Buffered {
             let start = len - len % BLOCK as u64;
             let mut staging = Staging {
                 blocks: vec![Block([0; BLOCK])],
@@ -80,9 +100,11 @@ impl LogFile {
             Mode::Buffered
         };
         let mut options = OpenOptions::new();
-        match mode {
-            Mode::Buffered => options.append(true),
-            Mode::Direct(_) => direct_options(&mut options).write(true),
+        match io {
+            Io::Buffered => options.append(true),
+            Io::Direct => direct_options(&mut options).write(true),
+            #[cfg(test)]
+            Io::Staged => options.write(true),
         };
         let file = options.open(path)?;
         if file.metadata()?.len() != len {
@@ -105,9 +127,13 @@ impl LogFile {
         self.len
     }
 
-    /// Whether writes bypass the page cache.
-    pub(super) fn is_direct(&self) -> bool {
-        matches!(self.mode, Mode::Direct(_))
+    /// Bytes waiting in the direct mode's buffer (the file's last partial block included).
+    #[cfg(test)]
+    fn staged(&self) -> usize {
+        match &self.mode {
+            Mode::Buffered => 0,
+            Mode::Direct(staging) => staging.filled,
+        }
     }
 
     /// Appends `records` (buffered: written now; direct: copied into the buffer, written by
@@ -116,13 +142,9 @@ impl LogFile {
         self.unsynced = true;
         let written = match &mut self.mode {
             Mode::Buffered => records.write_to(&self.file),
-            Mode::Direct(staging) => records.parts().try_for_each(|part| {
-                staging.push(part);
-                if staging.filled >= STAGE_MAX {
-                    staging.write(&self.file)?;
-                }
-                Ok(())
-            }),
+            Mode::Direct(staging) => records
+                .parts()
+                .try_for_each(|part| staging.push(part, &self.file)),
         };
         written.map_err(|e| self.context("appending to", e))?;
         self.len += records.byte_len();
@@ -156,8 +178,12 @@ fn context(path: &Path, what: &str, e: io::Error) -> io::Error {
 }
 
 impl Staging {
-    fn push(&mut self, mut bytes: &[u8]) {
+    /// Copies `bytes` into the buffer, writing it out whenever it is full.
+    fn push(&mut self, mut bytes: &[u8], file: &File) -> io::Result<()> {
         while !bytes.is_empty() {
+            if self.filled == STAGE_MAX {
+                self.write(file)?;
+            }
             let (block, at) = (self.filled / BLOCK, self.filled % BLOCK);
             if block == self.blocks.len() {
                 self.blocks.push(Block([0; BLOCK]));
@@ -167,6 +193,7 @@ impl Staging {
             bytes = &bytes[n..];
             self.filled += n;
         }
+        Ok(())
     }
 
     /// Writes the buffered blocks, the last one padded with zeroes, and keeps that partial
@@ -178,14 +205,35 @@ impl Staging {
         if tail > 0 {
             self.blocks[whole].0[tail..].fill(0);
         }
-        file.write_all_at(as_bytes(&self.blocks[..used]), self.start)?;
+        let (mut bytes, mut at) = (as_bytes(&self.blocks[..used]), self.start);
+        while !bytes.is_empty() {
+            match file.write_at(bytes, at) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                // The rest could only be written from an unaligned place.
+                Ok(n) if n < bytes.len() && n % BLOCK != 0 => {
+                    return Err(io::Error::other(format!(
+                        "a direct write took {n} of {} bytes, not whole blocks",
+                        bytes.len()
+                    )));
+                }
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         if tail > 0 {
             self.blocks[0] = self.blocks[whole];
         }
         self.start += (whole * BLOCK) as u64;
         self.filled = tail;
-        // A rare huge batch does not keep its buffer.
-        self.blocks.truncate((2 * STAGE_MAX / BLOCK).max(1));
+        let keep = STAGE_KEEP / BLOCK;
+        if self.blocks.capacity() > keep {
+            self.blocks.truncate(keep);
+            self.blocks.shrink_to(keep);
+        }
         Ok(())
     }
 }
@@ -242,8 +290,18 @@ mod tests {
     use super::*;
     use crate::raft::types::{Entry, Write};
 
-    /// Records of writes whose requests are `sizes` bytes long (a few cross block ends, one is
-    /// several blocks, one is empty), numbered from `first`.
+    /// Every way of writing this filesystem takes: the direct mode's buffer always (without
+    /// `O_DIRECT` if need be), and `O_DIRECT` itself where it works.
+    fn modes(dir: &Path) -> Vec<Io> {
+        let mut modes = vec![Io::Buffered, Io::Staged];
+        if direct_io_works(dir) {
+            modes.push(Io::Direct);
+        }
+        modes
+    }
+
+    /// Records of writes whose requests are `sizes` bytes long, numbered from `first`, and
+    /// their bytes.
     fn records(first: u64, sizes: &[usize]) -> (Records, Vec<u8>) {
         let mut records = Records::default();
         for (i, &size) in sizes.iter().enumerate() {
@@ -260,34 +318,39 @@ mod tests {
         (records, bytes)
     }
 
-    /// The file holds exactly `expected`, then (direct mode) zeroes to the end of its block.
-    fn assert_file(path: &Path, expected: &[u8], direct: bool) {
+    /// The file holds exactly `expected`, then (buffer modes) zeroes to the end of its block.
+    fn assert_file(path: &Path, expected: &[u8], io: Io) {
         let on_disk = fs::read(path).expect("read log");
-        assert_eq!(&on_disk[..expected.len().min(on_disk.len())], expected);
+        assert!(on_disk.len() >= expected.len(), "{io:?}: the file is short");
+        assert!(
+            on_disk[..expected.len()] == *expected,
+            "{io:?}: the records differ"
+        );
         let rest = &on_disk[expected.len()..];
-        if direct {
-            assert_eq!(on_disk.len() % BLOCK, 0, "direct writes are whole blocks");
-            assert!(is_padding(rest), "{} bytes after the records", rest.len());
+        if io == Io::Buffered {
+            assert!(
+                rest.is_empty(),
+                "{io:?}: {} bytes after the records",
+                rest.len()
+            );
         } else {
-            assert!(rest.is_empty(), "{} bytes after the records", rest.len());
+            assert_eq!(on_disk.len() % BLOCK, 0, "{io:?}: writes are whole blocks");
+            assert!(
+                is_padding(rest),
+                "{io:?}: {} bytes after the records",
+                rest.len()
+            );
         }
     }
 
     #[test]
-    fn appended_records_land_whole_and_in_order_in_both_modes() {
-        for want_direct in [false, true] {
+    fn appended_records_land_whole_and_in_order_in_every_mode() {
+        let probe = TempDir::new().expect("temp dir");
+        for io in modes(probe.path()) {
             let dir = TempDir::new().expect("temp dir");
             let path = dir.path().join("log");
             File::create(&path).expect("create log");
-            let direct = want_direct && direct_io_works(dir.path());
-            assert_eq!(
-                fs::read_dir(dir.path()).expect("list").count(),
-                1,
-                "the probe leaves nothing behind"
-            );
-
-            let mut log = LogFile::open(&path, 0, direct).expect("open");
-            assert_eq!(log.is_direct(), direct);
+            let mut log = LogFile::open(&path, 0, io).expect("open");
             let (first, mut expected) = records(1, &[10, 5000, 0, 4000]);
             let (second, more) = records(5, &[3 * BLOCK + 17]);
             log.append(&first).expect("append");
@@ -295,33 +358,60 @@ mod tests {
             expected.extend_from_slice(&more);
             log.sync().expect("sync");
             assert_eq!(log.len(), expected.len() as u64);
-            assert_file(&path, &expected, direct);
+            assert_file(&path, &expected, io);
             // Nothing new: a sync writes nothing.
             log.sync().expect("sync again");
-            assert_file(&path, &expected, direct);
+            assert_file(&path, &expected, io);
             drop(log);
 
             // Reopened after its last record: the partial block's records are kept.
-            let mut log = LogFile::open(&path, expected.len() as u64, direct).expect("reopen");
+            let mut log = LogFile::open(&path, expected.len() as u64, io).expect("reopen");
             let (third, more) = records(6, &[1, 2 * BLOCK]);
             log.append(&third).expect("append");
             log.sync().expect("sync");
             expected.extend_from_slice(&more);
-            assert_file(&path, &expected, direct);
+            assert_file(&path, &expected, io);
+        }
+    }
+
+    #[test]
+    fn records_ending_on_a_block_boundary_reopen_and_continue() {
+        // A request size that makes the record exactly two blocks.
+        let size = (2 * BLOCK - 64..2 * BLOCK)
+            .find(|&n| records(1, &[n]).1.len() == 2 * BLOCK)
+            .expect("a size that fills two blocks");
+        let probe = TempDir::new().expect("temp dir");
+        for io in modes(probe.path()) {
+            let dir = TempDir::new().expect("temp dir");
+            let path = dir.path().join("log");
+            File::create(&path).expect("create log");
+            let (first, mut expected) = records(1, &[size]);
+            let mut log = LogFile::open(&path, 0, io).expect("open");
+            log.append(&first).expect("append");
+            log.sync().expect("sync");
+            assert_eq!(fs::metadata(&path).expect("stat").len(), 2 * BLOCK as u64);
+            drop(log);
+            let mut log = LogFile::open(&path, expected.len() as u64, io).expect("reopen");
+            assert_eq!(log.staged(), 0, "{io:?}: no partial block to carry");
+            let (second, more) = records(2, &[7]);
+            log.append(&second).expect("append");
+            log.sync().expect("sync");
+            expected.extend_from_slice(&more);
+            assert_file(&path, &expected, io);
         }
     }
 
     #[test]
     fn reopening_cuts_what_follows_the_records() {
-        for want_direct in [false, true] {
+        let probe = TempDir::new().expect("temp dir");
+        for io in modes(probe.path()) {
             let dir = TempDir::new().expect("temp dir");
             let path = dir.path().join("log");
-            let direct = want_direct && direct_io_works(dir.path());
             let (_, mut expected) = records(1, &[100, 9000]);
             let mut garbage = expected.clone();
             garbage.extend_from_slice(&[0xAB; 3 * BLOCK]);
             fs::write(&path, &garbage).expect("write log");
-            let mut log = LogFile::open(&path, expected.len() as u64, direct).expect("open");
+            let mut log = LogFile::open(&path, expected.len() as u64, io).expect("open");
             assert_eq!(
                 fs::metadata(&path).expect("stat").len(),
                 expected.len() as u64
@@ -330,22 +420,44 @@ mod tests {
             log.append(&second).expect("append");
             log.sync().expect("sync");
             expected.extend_from_slice(&more);
-            assert_file(&path, &expected, direct);
+            assert_file(&path, &expected, io);
         }
     }
 
     #[test]
-    fn a_batch_larger_than_the_buffer_is_written_in_pieces() {
+    fn a_batch_larger_than_the_buffer_is_written_as_it_comes() {
+        let probe = TempDir::new().expect("temp dir");
+        for io in modes(probe.path()) {
+            if io == Io::Buffered {
+                continue;
+            }
+            let dir = TempDir::new().expect("temp dir");
+            let path = dir.path().join("log");
+            File::create(&path).expect("create log");
+            let mut log = LogFile::open(&path, 0, io).expect("open");
+            let (all, expected) = records(1, &[STAGE_MAX / 3 + 5; 7]);
+            log.append(&all).expect("append");
+            // Before any sync, whole buffers are already in the file and one is left.
+            assert!(
+                log.staged() <= STAGE_MAX,
+                "{io:?}: the buffer outgrew its bound"
+            );
+            let written = fs::metadata(&path).expect("stat").len();
+            assert_eq!(
+                written,
+                2 * STAGE_MAX as u64,
+                "{io:?}: written before the sync"
+            );
+            log.sync().expect("sync");
+            assert_file(&path, &expected, io);
+        }
+    }
+
+    #[test]
+    fn the_probe_leaves_nothing_behind() {
         let dir = TempDir::new().expect("temp dir");
-        let path = dir.path().join("log");
-        File::create(&path).expect("create log");
-        let direct = direct_io_works(dir.path());
-        let mut log = LogFile::open(&path, 0, direct).expect("open");
-        let sizes = vec![STAGE_MAX / 3 + 5; 7];
-        let (all, expected) = records(1, &sizes);
-        log.append(&all).expect("append");
-        log.sync().expect("sync");
-        assert_file(&path, &expected, direct);
+        let _ = direct_io_works(dir.path());
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   block of zeroes after the records is a direct write's padding: cut without one.
 //! - After any failed write or sync the store refuses further writes until it is reopened (a
 //!   failed fsync can lose data silently, so nothing written afterwards is trusted either).
+//! - One store at a time writes a directory: it holds `lock` (`flock`) until its sync thread
+//!   has written and acknowledged everything it was given, which dropping the store waits for.
+//!   `open` waits a little for a store on its way out, then fails with [`LogStoreError::InUse`].
 //!
 //! Files under the directory:
 //! - `log`: appended records `[u32 len LE][u32 crc32(payload) LE][payload = postcard(Entry)]`,
@@ -27,6 +30,7 @@
 //!   the last one replaces it and what follows; one that would leave a hole is `Corrupt`.
 //! - `vote`, `committed`, `purged`: `[u32 crc32 LE][postcard(value)]`, replaced atomically
 //!   (write `NAME.tmp`, fsync, rename, fsync the directory).
+//! - `lock`: empty; locked while a store has the directory open.
 //!
 //! `truncate` rewrites `log` the same atomic way; `purge` records `purged` and rewrites `log` only
 //! once the purged records outnumber the live ones.
@@ -46,7 +50,7 @@ use openraft::{ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Stor
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::log_file::{self, LogFile};
+use super::log_file::{self, Io, LogFile};
 use super::record::Records;
 use super::types::{Entry, NodeId, StorageError, TypeConfig};
 
@@ -54,6 +58,17 @@ const LOG: &str = "log";
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
+const LOCK: &str = "lock";
+/// How long `open` waits for another store of the same directory to let go of it (a node
+/// being stopped finishes its last appends first).
+const LOCK_PATIENCE: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(300)
+} else {
+    std::time::Duration::from_secs(5)
+};
+/// The most appends one write and sync of the sync thread takes: under a steady stream the
+/// ones it took are acknowledged without waiting for the stream to pause.
+const APPENDS_PER_SYNC: usize = 256;
 /// Bytes before each record's payload: length and crc32.
 const HEADER: u64 = 8;
 
@@ -81,6 +96,10 @@ pub enum LogStoreError {
     Poisoned,
     #[error("the log store's blocking task failed: {0}")]
     Task(String),
+    /// Another store holds the directory: another process on the same workspace, or a node of
+    /// this one that has not stopped yet.
+    #[error("the Raft log under {} is in use by another log store (another process on this workspace?)", .path.display())]
+    InUse { path: PathBuf },
 }
 
 impl LogStoreError {
@@ -113,10 +132,11 @@ struct Inner {
     /// What readers see. Equal to replaying the files (writes update it after the disk), except
     /// that `committed` may be ahead of its file (see the module docs).
     mem: RwLock<Mem>,
-    /// Serializes every write; held across disk IO, so readers never wait on an fsync.
+    /// Serializes every write (appends only queue theirs for the sync thread; truncate, purge
+    /// and votes write under it); readers never wait on it.
     writer: Mutex<Writer>,
     /// Appends (and log files replacing the one being appended to) for the sync thread.
-    syncer: mpsc::Sender<ToSync>,
+    syncer: SyncThread,
     /// Set after any failed write or sync; shared with the sync thread.
     failed: Arc<AtomicBool>,
     /// When `committed` was last written to disk.
@@ -154,8 +174,34 @@ struct Mem {
 struct Writer {
     /// Records in `log`, live or not (purged, replaced): decides when to compact.
     records: u64,
-    /// Whether `log` is written with `O_DIRECT` (decided when the store opens).
-    direct: bool,
+    /// How `log` is written (decided when the store opens).
+    io: Io,
+}
+
+/// The sync thread and the way to it. Dropped (after the rest of the store), it waits for the
+/// thread to write, sync and acknowledge everything it was given and to let go of the lock, so
+/// a store opened on the directory next never meets its writes.
+struct SyncThread {
+    tx: Option<mpsc::Sender<ToSync>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SyncThread {
+    fn send(&self, message: ToSync) -> Result<(), mpsc::SendError<ToSync>> {
+        match &self.tx {
+            Some(tx) => tx.send(message),
+            None => Err(mpsc::SendError(message)),
+        }
+    }
+}
+
+impl Drop for SyncThread {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the sync thread is given, in the order of the writes.
@@ -209,7 +255,7 @@ impl Mem {
 
 impl LogStore {
     /// Opens (creating it if missing) the log store under `dir`, cutting away a torn tail of the
-    /// log, and starts its sync thread (it ends when the last clone is dropped).
+    /// log, and starts its sync thread (dropping the last clone stops it, see [`SyncThread`]).
     pub fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
         Self::open_with(dir, true)
     }
@@ -217,6 +263,7 @@ impl LogStore {
     /// [`LogStore::open`], with direct writes only if `try_direct` (tests take both ways).
     fn open_with(dir: &Path, try_direct: bool) -> Result<LogStore, LogStoreError> {
         fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+        let lock = lock_dir(dir)?;
         for name in [LOG, VOTE, COMMITTED, PURGED] {
             let tmp = tmp_path(dir, name);
             match fs::remove_file(&tmp) {
@@ -254,18 +301,30 @@ impl LogStore {
         drop(file);
         sync_dir(dir)?;
         // Padding past the records (not torn: nothing to warn of) is cut here too.
-        let direct = try_direct && log_file::direct_io_works(dir);
-        let log = LogFile::open(&path, loaded.valid_len, direct)
+        let io = if try_direct && log_file::direct_io_works(dir) {
+            Io::Direct
+        } else {
+            Io::Buffered
+        };
+        let log = LogFile::open(&path, loaded.valid_len, io)
             .map_err(io_error("opening for appending", &path))?;
-        tracing::debug!(path = %path.display(), direct = log.is_direct(), "Raft log open");
+        tracing::debug!(path = %path.display(), ?io, "Raft log open");
 
         let failed = Arc::new(AtomicBool::new(false));
-        let (syncer, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
         let thread_failed = Arc::clone(&failed);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_loop(log, rx, thread_failed))
+            .spawn(move || {
+                sync_loop(log, rx, thread_failed);
+                // Let go of the directory once everything given is written and acknowledged.
+                drop(lock);
+            })
             .map_err(io_error("starting the sync thread for", dir))?;
+        let syncer = SyncThread {
+            tx: Some(tx),
+            thread: Some(thread),
+        };
 
         Ok(LogStore {
             inner: Arc::new(Inner {
@@ -278,7 +337,7 @@ impl LogStore {
                 }),
                 writer: Mutex::new(Writer {
                     records: loaded.records,
-                    direct,
+                    io,
                 }),
                 syncer,
                 committed_saved: Mutex::new(None),
@@ -523,7 +582,7 @@ impl Inner {
         drop(file);
         fs::rename(&tmp, &path).map_err(io_error("renaming over", &path))?;
         sync_dir(&self.dir)?;
-        let log = LogFile::open(&path, len, w.direct).map_err(io_error("opening", &path))?;
+        let log = LogFile::open(&path, len, w.io).map_err(io_error("opening", &path))?;
         if self.syncer.send(ToSync::Switch(log)).is_err() {
             return Err(LogStoreError::Failed);
         }
@@ -539,7 +598,8 @@ fn sync_loop(mut log: LogFile, rx: mpsc::Receiver<ToSync>, failed: Arc<AtomicBoo
     let mut error: Option<(io::ErrorKind, String)> = None;
     let mut done = Vec::new();
     while let Ok(first) = rx.recv() {
-        for next in std::iter::once(first).chain(rx.try_iter()) {
+        let taken = std::iter::once(first).chain(rx.try_iter().take(APPENDS_PER_SYNC - 1));
+        for next in taken {
             let result = match next {
                 ToSync::Append { records, callback } => {
                     done.push(callback);
@@ -549,7 +609,13 @@ fn sync_loop(mut log: LogFile, rx: mpsc::Receiver<ToSync>, failed: Arc<AtomicBoo
                     }
                 }
                 // The replaced file's appends are synced before they are acknowledged.
-                ToSync::Switch(new) => std::mem::replace(&mut log, new).sync(),
+                ToSync::Switch(new) => {
+                    let mut replaced = std::mem::replace(&mut log, new);
+                    match error {
+                        None => replaced.sync(),
+                        Some(_) => Ok(()),
+                    }
+                }
             };
             if let (Err(e), None) = (result, &error) {
                 error = Some(failure(&failed, e));
@@ -566,6 +632,33 @@ fn sync_loop(mut log: LogFile, rx: mpsc::Receiver<ToSync>, failed: Arc<AtomicBoo
                 Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
             };
             callback.log_io_completed(result);
+        }
+    }
+}
+
+/// Takes the lock of the store's directory, waiting up to [`LOCK_PATIENCE`] for a store on its
+/// way out. A filesystem without locks is used without.
+fn lock_dir(dir: &Path) -> Result<Option<File>, LogStoreError> {
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error("opening", &path))?;
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(LogStoreError::InUse { path }),
+            Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
+                tracing::warn!(path = %path.display(), "no file locks here: nothing keeps two stores off this Raft log");
+                return Ok(None);
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_error("locking", &path)(e)),
         }
     }
 }
@@ -822,8 +915,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read(&e).into())
     }
 
-    /// Writes the records (no fsync here) and returns; `callback` is called by the sync thread
-    /// once they are durable.
+    /// Queues the records for the sync thread and returns; `callback` is called by the sync
+    /// thread once they are written and durable.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -1165,12 +1258,19 @@ mod tests {
                 }
                 let good_len = records_len(&dir);
                 {
+                    // Right after the records (a direct write's padding goes first).
                     let mut f = OpenOptions::new()
                         .append(true)
                         .open(dir.path().join(LOG))
                         .expect("open log");
+                    f.set_len(good_len).expect("cut the padding");
                     f.write_all(&tail).expect("write garbage");
                 }
+                let path = dir.path().join(LOG);
+                let loaded =
+                    load_log(&File::open(&path).expect("open log"), &path, None).expect("load");
+                // Fewer zeroes than a block are padding, not a torn tail.
+                assert_eq!(loaded.torn.is_some(), what != "zeroes", "{what}");
                 {
                     let mut store = open_in(&dir, direct);
                     assert_eq!(log_len(&dir), good_len, "{what}: tail not cut");
@@ -1215,6 +1315,86 @@ mod tests {
         assert_eq!(loaded.records, 3);
         let mut store = open(&dir);
         assert_eq!(all(&mut store).await, writes(1, 1..=3));
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_an_open_directory_is_refused() {
+        let dir = TempDir::new().expect("temp dir");
+        let store = open(&dir);
+        let err = LogStore::open(dir.path())
+            .err()
+            .expect("a second store is refused");
+        assert!(matches!(err, LogStoreError::InUse { .. }), "{err}");
+        assert!(
+            err.to_string().contains("in use by another log store"),
+            "{err}"
+        );
+        drop(store);
+        let mut store = open(&dir);
+        store.blocking_append([write(1, 1)]).await.expect("append");
+    }
+
+    #[tokio::test]
+    async fn appends_queued_when_the_log_is_rewritten_stay_out_of_it() {
+        for direct in MODES {
+            let dir = TempDir::new().expect("temp dir");
+            {
+                let mut store = open_in(&dir, direct);
+                store
+                    .blocking_append(writes(1, 1..=10))
+                    .await
+                    .expect("append");
+                let mut queued = store.clone();
+                let mut pending = Box::pin(queued.blocking_append(writes(1, 11..=12)));
+                // Polled once: the records are queued for the sync thread, maybe not written.
+                let _ = futures::poll!(pending.as_mut());
+                store.truncate(log_id(1, 11)).await.expect("truncate");
+                pending.await.expect("the queued append is acknowledged");
+                assert_eq!(all(&mut store).await, writes(1, 1..=10));
+                store
+                    .blocking_append(writes(2, 11..=12))
+                    .await
+                    .expect("append after the rewrite");
+            }
+            let mut store = open_in(&dir, direct);
+            let mut expected = writes(1, 1..=10);
+            expected.extend(writes(2, 11..=12));
+            assert_eq!(all(&mut store).await, expected, "direct: {direct}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stores_last_appends_land_before_the_next_store_opens() {
+        for direct in MODES {
+            let dir = TempDir::new().expect("temp dir");
+            {
+                let mut store = open_in(&dir, direct);
+                store
+                    .blocking_append(writes(1, 1..=3))
+                    .await
+                    .expect("append");
+                let mut pending = Box::pin(store.blocking_append(writes(1, 4..=60)));
+                let _ = futures::poll!(pending.as_mut());
+                // Dropped unacknowledged, with its records queued.
+            }
+            let last = {
+                let mut store = open_in(&dir, direct);
+                let last = state(&mut store).await.1.expect("entries").index;
+                assert_eq!(
+                    last, 60,
+                    "direct: {direct}: the queued appends were written"
+                );
+                store
+                    .blocking_append(writes(2, last + 1..=last + 3))
+                    .await
+                    .expect("append");
+                last
+            };
+            let mut store = open_in(&dir, direct);
+            let mut expected = writes(1, 1..=last);
+            expected.extend(writes(2, last + 1..=last + 3));
+            assert_eq!(all(&mut store).await, expected, "direct: {direct}");
+        }
     }
 
     #[tokio::test]
