@@ -14,19 +14,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mimalloc.h`; the `-sys` crate names no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// How long freed memory stays with the process before mimalloc returns it to the OS, in ms
-/// (mimalloc's default: 1,000). Memory returned is faulted in again, zeroed, when it is next
-/// used, and on a VM with free page reporting that costs far more than reusing it: on this
-/// project's 2-vCPU test VM fresh memory is first written at 0.4–2.5 GB/s, reused memory at
-/// 8 GB/s. With 1 s, the seed's stateful index (3 replicas of 64 MB of index each, plus the
-/// decoded docs and log entries of 100,000 docs) gave its pages back between two runs and
-/// faulted them in again: 44,000 page faults over five runs, 900 with 5 s, and 3 stateful
-/// replicas over gRPC went from 0.70–0.78 s to 0.60–0.67 s per run (`perf stat`, alternating
-/// runs). The price: up to 5 s of freed memory still counts in the process's RSS.
+/// How often mimalloc returns the memory the process holds free to the OS, in ms (mimalloc's
+/// default: 1,000). mimalloc 3 sets the clock going at the first free after a purge and, when
+/// it runs out, gives back every free page, however recently freed: with a steady stream of
+/// frees that is a purge every period. Memory given back is faulted in again, zeroed, when it
+/// is next used, and on a VM with free page reporting that costs far more than reusing it: on
+/// this project's 2-vCPU test VM fresh memory is first written at 0.4–2.5 GB/s, reused memory
+/// at 8 GB/s. The seed's stateful index frees and reallocates 3 replicas' 64 MB indexes, and
+/// the decoded docs and log entries of 100,000 docs, every run: with 1 s it faulted them in
+/// again every run (44,000 page faults over five runs); with 5 s one run in two or three still
+/// met a purge (3 stateful replicas over gRPC: 0.61–0.70 s in `flotilla bench`, 0.53–0.56 s
+/// with none; the plain run 0.42–0.44 s against 0.36–0.39). With 30 s a run rarely does.
+/// The price: memory freed stays in the process's RSS until the next purge, up to 30 s.
 /// A purge delay in the environment (`MIMALLOC_PURGE_DELAY`, in any case, or its old name
 /// `MIMALLOC_RESET_DELAY`) still decides: mimalloc read it when the process loaded, and a
 /// default does not override it.
-const PURGE_DELAY_MS: std::ffi::c_long = 5_000;
+const PURGE_DELAY_MS: std::ffi::c_long = 30_000;
 
 fn tune_allocator() {
     // SAFETY: `mi_option_set_default` stores a number in mimalloc's table of options, unless
