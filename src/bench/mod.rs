@@ -714,10 +714,12 @@ impl Progress {
 }
 
 /// Logging for `flotilla bench`: Jina-style lines on stderr at `RUST_LOG`, `warn` by default
-/// (the Executors' per-request `info` lines would otherwise be part of what is measured).
+/// (the Executors' per-request `info` lines would otherwise be part of what is measured), and
+/// `error` for openraft, which warns of every vote response that arrives after its node has
+/// become leader (dozens at each start of a stateful Deployment, and nothing wrong).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
