@@ -15,8 +15,9 @@
 //!   is whole blocks). A log reader stops at them: a record is never empty, so a zero length
 //!   is the end ([`is_padding`]). The last partial block is written again, with the same bytes
 //!   in front, by the next append; a disk that writes sectors whole keeps the records in it.
-//! - The mode is chosen when the file is opened, by a probe write in its directory; a
-//!   filesystem that refuses `O_DIRECT` gets buffered writes, with the same results.
+//! - The mode is chosen when the store opens, by a probe write in its directory
+//!   ([`direct_io_works`]); a filesystem that refuses `O_DIRECT` gets buffered writes, with the
+//!   same results.
 //! - The buffer holds at most [`STAGE_MAX`] bytes: more is written as it comes.
 
 use std::fs::{self, File, OpenOptions};
@@ -318,6 +319,14 @@ mod tests {
         (records, bytes)
     }
 
+    /// An empty log file in a directory of its own (kept while the first is alive).
+    fn empty_log() -> (TempDir, PathBuf) {
+        let dir = TempDir::new().expect("temp dir");
+        let path = dir.path().join("log");
+        File::create(&path).expect("create log");
+        (dir, path)
+    }
+
     /// The file holds exactly `expected`, then (buffer modes) zeroes to the end of its block.
     fn assert_file(path: &Path, expected: &[u8], io: Io) {
         let on_disk = fs::read(path).expect("read log");
@@ -347,9 +356,7 @@ mod tests {
     fn appended_records_land_whole_and_in_order_in_every_mode() {
         let probe = TempDir::new().expect("temp dir");
         for io in modes(probe.path()) {
-            let dir = TempDir::new().expect("temp dir");
-            let path = dir.path().join("log");
-            File::create(&path).expect("create log");
+            let (_dir, path) = empty_log();
             let mut log = LogFile::open(&path, 0, io).expect("open");
             let (first, mut expected) = records(1, &[10, 5000, 0, 4000]);
             let (second, more) = records(5, &[3 * BLOCK + 17]);
@@ -382,9 +389,7 @@ mod tests {
             .expect("a size that fills two blocks");
         let probe = TempDir::new().expect("temp dir");
         for io in modes(probe.path()) {
-            let dir = TempDir::new().expect("temp dir");
-            let path = dir.path().join("log");
-            File::create(&path).expect("create log");
+            let (_dir, path) = empty_log();
             let (first, mut expected) = records(1, &[size]);
             let mut log = LogFile::open(&path, 0, io).expect("open");
             log.append(&first).expect("append");
@@ -431,9 +436,7 @@ mod tests {
             if io == Io::Buffered {
                 continue;
             }
-            let dir = TempDir::new().expect("temp dir");
-            let path = dir.path().join("log");
-            File::create(&path).expect("create log");
+            let (_dir, path) = empty_log();
             let mut log = LogFile::open(&path, 0, io).expect("open");
             let (all, expected) = records(1, &[STAGE_MAX / 3 + 5; 7]);
             log.append(&all).expect("append");
