@@ -165,6 +165,28 @@ async fn a_restarted_deployment_recovers_its_state_before_serving() {
     dep.close();
 }
 
+/// Two Deployments on one workspace would write the same Raft logs: the second is refused
+/// before it starts, naming the log's directory, and the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_deployment_on_a_workspace_in_use_is_refused() {
+    let ws = tempfile::tempdir().unwrap();
+    let dep = exact_nn(ws.path(), 3).start().unwrap();
+    dep.post("/index", docs(0, 10, 1)).await.unwrap();
+    let err = exact_nn(ws.path(), 3)
+        .start()
+        .err()
+        .expect("a second Deployment on the workspace is refused");
+    let message = err.to_string();
+    assert!(message.contains("in use by another log store"), "{message}");
+    let dir = ws.path().join("raft/0/0").display().to_string();
+    assert!(message.contains(&dir), "{message} does not name {dir}");
+    dep.post("/index", docs(10, 10, 2)).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(count(&dep, i).await, 20, "replica {i}");
+    }
+    dep.close();
+}
+
 /// Seeded random faults: delayed and dropped messages, leader kills and restarts during a
 /// stream of writes. Afterwards the replicas are identical and hold every acknowledged write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

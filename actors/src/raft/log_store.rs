@@ -98,7 +98,7 @@ pub enum LogStoreError {
     Task(String),
     /// Another store holds the directory: another process on the same workspace, or a node of
     /// this one that has not stopped yet.
-    #[error("the Raft log under {} is in use by another log store (another process on this workspace?)", .path.display())]
+    #[error("the Raft log under {} is in use by another log store (another Deployment or process on this workspace?)", .path.display())]
     InUse { path: PathBuf },
 }
 
@@ -653,7 +653,11 @@ fn lock_dir(dir: &Path) -> Result<Option<File>, LogStoreError> {
             Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-            Err(fs::TryLockError::WouldBlock) => return Err(LogStoreError::InUse { path }),
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(LogStoreError::InUse {
+                    path: dir.to_path_buf(),
+                });
+            }
             Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
                 tracing::warn!(path = %path.display(), "no file locks here: nothing keeps two stores off this Raft log");
                 return Ok(None);
