@@ -64,12 +64,22 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Logs to stderr at `RUST_LOG` (default `info`), in Jina's style.
+/// What is logged when `RUST_LOG` is not set: flotilla's own lines from `info` up; openraft's
+/// from `warn` (its `info` lines are its internal state, dozens at each start of a stateful
+/// Deployment, and flotilla logs what a group does itself), except its core's warnings, which
+/// are of stale messages it drops (a vote answered after its node became leader: a few at
+/// every start, and nothing wrong). Its replication's warnings (a peer not reached) stay.
+pub const DEFAULT_FILTER: &str = "info,openraft=warn,openraft::core::raft_core=error";
+
+/// Logs to stderr at `RUST_LOG` (default [`DEFAULT_FILTER`]), in Jina's style; colours only
+/// when stderr is a terminal.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .event_format(JinaFormat)
         .try_init();
 }
@@ -115,6 +125,33 @@ mod tests {
             format!(
                 "INFO  indexer/rep-0@{pid} Indexing Document in index with 100 documents indexed\n\
                  WARN  flotilla@{pid} outside any replica\n"
+            )
+        );
+    }
+
+    #[test]
+    fn by_default_openraft_logs_only_its_warnings() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(super::DEFAULT_FILTER))
+            .with_writer(move || buf.clone())
+            .with_ansi(false)
+            .event_format(JinaFormat)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "openraft::core::raft_core", vote = "T0-N0", "get_initial_state");
+            tracing::warn!(target: "openraft::core::raft_core", "A message will be ignored");
+            tracing::warn!(target: "openraft::replication", "error replication to target=1");
+            tracing::info!(target: "flotilla_actors::raft::group", replicas = 3, "raft group formed");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            text,
+            format!(
+                "WARN  flotilla@{pid} error replication to target=1\n\
+                 INFO  flotilla@{pid} raft group formed replicas=3\n"
             )
         );
     }
