@@ -646,8 +646,20 @@ impl Recorder {
         self.report.notes.push(note.into());
     }
 
-    /// The report: every figure summarised over its repeats.
+    /// The report: every figure summarised over its repeats, and the figures and checks of
+    /// one variant together, variants in the order they were first recorded (a scenario may
+    /// measure its variants round by round, interleaved).
     pub fn finish(mut self) -> Report {
+        let mut variants: Vec<String> = Vec::new();
+        for (k, _) in &self.samples {
+            if !variants.contains(&k.variant) {
+                variants.push(k.variant.clone());
+            }
+        }
+        let rank = |v: &str| variants.iter().position(|x| x == v).unwrap_or(usize::MAX);
+        // Stable sorts: within a variant, the order of first recording stays.
+        self.samples.sort_by_key(|(k, _)| rank(&k.variant));
+        self.report.checks.sort_by_key(|c| rank(&c.variant));
         for (k, v) in self.samples {
             if let Some(s) = Summary::of(&v) {
                 self.report.figures.push(Figure {
@@ -781,6 +793,49 @@ mod tests {
         assert_eq!((rep.checks[0].passed, rep.checks[0].total), (3, 4));
         let t = rep.table("t");
         assert!(t.contains("| v "), "{t}");
+    }
+
+    #[test]
+    fn variants_measured_round_by_round_are_reported_together() {
+        let mut r = Recorder::new("s");
+        for round in 0..2 {
+            for mode in ["in-process", "gRPC"] {
+                for v in ["plain", "raft"] {
+                    let value = f64::from(round) + if v == "raft" { 10.0 } else { 0.0 };
+                    r.add(v, mode, "index time", "s", value);
+                    r.check(v, mode, "ids", 1, 1);
+                }
+            }
+        }
+        let rep = r.finish();
+        let rows: Vec<(&str, &str, f64, usize)> = rep
+            .figures
+            .iter()
+            .map(|f| (f.variant.as_str(), f.mode.as_str(), f.median, f.repeats))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("plain", "in-process", 0.5, 2),
+                ("plain", "gRPC", 0.5, 2),
+                ("raft", "in-process", 10.5, 2),
+                ("raft", "gRPC", 10.5, 2),
+            ]
+        );
+        let checks: Vec<(&str, &str, u64)> = rep
+            .checks
+            .iter()
+            .map(|c| (c.variant.as_str(), c.mode.as_str(), c.passed))
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                ("plain", "in-process", 2),
+                ("plain", "gRPC", 2),
+                ("raft", "in-process", 2),
+                ("raft", "gRPC", 2),
+            ]
+        );
     }
 
     #[test]

@@ -445,9 +445,13 @@ pub async fn run(cfg: &BenchConfig, p: &Progress) -> Result<Report, BenchError> 
 
     // flotilla.
     let preload = Arc::new(data.index_requests(vc.request_size));
-    for variant in &vc.variants {
-        for mode in Mode::BOTH {
-            for i in 0..repeats {
+    // Round by round: every variant's run i (in one mode) before any variant's run i + 1. A
+    // host that speeds up or slows down during the bench (this one drifts by 10-20% within a
+    // minute) then moves every variant's figures alike, so the ratios between variants, issue
+    // 5's Raft run against the plain one above all, compare runs made side by side.
+    for mode in Mode::BOTH {
+        for i in 0..repeats {
+            for variant in &vc.variants {
                 p.step(format!(
                     "vector-search: {}, {} ({}/{repeats})",
                     variant.name,
