@@ -35,7 +35,8 @@ pub(super) struct Records {
 
 enum Piece {
     Own(Range<usize>),
-    Shared(Bytes),
+    /// A write's request, with its crc32.
+    Shared(Bytes, u32),
 }
 
 impl Records {
@@ -98,7 +99,15 @@ impl Records {
         let mut len = 0usize;
         for piece in &self.pieces[first..] {
             let bytes = self.bytes(piece);
-            crc.update(bytes);
+            match piece {
+                Piece::Own(_) => crc.update(bytes),
+                // crc(a ‖ b) from crc(a), crc(b) and b's length: a request is summed once
+                // however many nodes log it.
+                Piece::Shared(b, sum) => crc.combine(&crc32fast::Hasher::new_with_initial_len(
+                    *sum,
+                    b.len() as u64,
+                )),
+            }
             len += bytes.len();
         }
         let len = u32::try_from(len).map_err(|_| {
@@ -122,7 +131,8 @@ impl Records {
         push_varint(&mut self.own, w.request.len() as u64);
         self.pieces.push(Piece::Own(*mark..self.own.len()));
         if !w.request.is_empty() {
-            self.pieces.push(Piece::Shared(w.request.clone()));
+            self.pieces
+                .push(Piece::Shared(w.request.clone(), w.request_crc()));
         }
         *mark = self.own.len();
         push_varint(&mut self.own, w.token);
@@ -132,7 +142,7 @@ impl Records {
     fn bytes<'a>(&'a self, piece: &'a Piece) -> &'a [u8] {
         match piece {
             Piece::Own(r) => &self.own[r.clone()],
-            Piece::Shared(b) => b,
+            Piece::Shared(b, _) => b,
         }
     }
 
@@ -253,6 +263,28 @@ mod tests {
             let payload = postcard::to_stdvec(e).unwrap();
             assert_eq!(postcard::from_bytes::<Entry>(&payload).unwrap(), *e);
         }
+    }
+
+    #[test]
+    fn a_request_is_summed_once_for_every_clone_and_afresh_when_replaced() {
+        let entry = |w: Write| Entry {
+            log_id: log_id(9),
+            payload: EntryPayload::Normal(w),
+        };
+        let write = Write::new(Bytes::from(vec![3u8; 5000]), 42);
+        // As openraft hands one entry to each node of the process: clones sharing the crc.
+        let first = entry(write.clone());
+        assert_eq!(written(std::slice::from_ref(&first)), serialized(&[first]));
+        let again = entry(write.clone());
+        assert_eq!(written(std::slice::from_ref(&again)), serialized(&[again]));
+        // The same write with other bytes of the same length: its crc is not the cached one.
+        let mut replaced = write;
+        replaced.request = Bytes::from(vec![4u8; 5000]);
+        let replaced = entry(replaced);
+        assert_eq!(
+            written(std::slice::from_ref(&replaced)),
+            serialized(&[replaced])
+        );
     }
 
     #[test]
