@@ -77,11 +77,9 @@ pub(super) struct Coarse {
     max_residual: f64,
     /// The smallest nonzero scale of a stored row (infinite while there is none).
     min_scale: f32,
-    /// Scratch: the levels of the row being stored.
-    levels: Vec<i8>,
 }
 
-/// Equal copies hold the same rows (the scratch buffer aside).
+/// Equal copies hold the same rows (scales and residuals compared by their bits).
 impl PartialEq for Coarse {
     fn eq(&self, o: &Self) -> bool {
         self.pairs == o.pairs
@@ -117,7 +115,6 @@ impl Coarse {
             scales: Segments::new(1, per_segment),
             max_residual: 0.0,
             min_scale: f32::INFINITY,
-            levels: Vec::new(),
         }
     }
 
@@ -129,24 +126,17 @@ impl Coarse {
 
     /// Stores row `x` (its f32 coordinates as the index keeps them) as row `lane` of `panel`.
     pub(super) fn set_row(&mut self, panel: usize, lane: usize, x: &[f32]) {
-        self.levels.resize(x.len(), 0);
+        let groups = self.groups.panel_mut(panel);
         #[cfg(target_arch = "x86_64")]
         let (scale, residual) = if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: `quantize_avx2` is safe code compiled with AVX2 enabled; calling it is
             // sound exactly when the CPU supports AVX2, which was just checked.
-            unsafe { quantize_avx2(x, &mut self.levels) }
+            unsafe { quantize_avx2(x, groups, lane) }
         } else {
-            quantize(x, &mut self.levels)
+            quantize(x, groups, lane)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let (scale, residual) = quantize(x, &mut self.levels);
-        let groups = self.groups.panel_mut(panel);
-        for (g, pair) in groups.iter_mut().zip(self.levels.chunks(2)) {
-            g[2 * lane] = pair[0];
-            if let Some(&second) = pair.get(1) {
-                g[2 * lane + 1] = second;
-            }
-        }
+        let (scale, residual) = quantize(x, groups, lane);
         self.scales.panel_mut(panel)[0][lane] = scale;
         self.max_residual = self.max_residual.max(residual.sqrt() * F64_MARGIN);
         if scale > 0.0 {
@@ -242,11 +232,17 @@ impl Coarse {
     }
 }
 
-/// Quantizes row `x` into `levels` (as long as `x`): returns its scale `s` and the square of
-/// its residual norm `‖x − s·x̂‖²`. The same bits whatever the instruction set: every step is
-/// elementwise or a max, and the residual's sixteen partial sums are fixed.
+/// Quantizes row `x` into row `lane` of a panel's `groups` (coordinates `2j` and `2j + 1` in
+/// group `j`; an odd dim's last byte is left as it is): returns its scale `s` and the square
+/// of its residual norm `‖x − s·x̂‖²`. The same bits whatever the instruction set: every step
+/// is elementwise or a max, and the residual's sixteen partial sums are fixed.
+///
+/// The levels of sixteen coordinates are made, measured and stored together, in one pass
+/// after the max: the row's levels no longer go through a scratch row and a second loop that
+/// scattered them into the groups (together a third of the cost of storing a row here).
 #[inline(always)]
-fn quantize(x: &[f32], levels: &mut [i8]) -> (f32, f64) {
+fn quantize(x: &[f32], groups: &mut [[i8; GROUP]], lane: usize) -> (f32, f64) {
+    assert!(lane < PANEL && groups.len() >= x.len().div_ceil(2));
     let top = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     // Non-finite data never takes the coarse pass (the index's max norm is then infinite); its
     // bytes only need to be something.
@@ -257,32 +253,41 @@ fn quantize(x: &[f32], levels: &mut [i8]) -> (f32, f64) {
     };
     // A scale so small that its inverse overflows stores level 0 (its query is refused).
     let inv = Some(1.0 / scale).filter(|i| i.is_finite()).unwrap_or(0.0);
-    // Three simple passes (max, levels, residual) rather than one: each vectorizes.
-    for (l, &v) in levels.iter_mut().zip(x) {
-        // The nearest level (ties to even; NaN → −127): any level would do, the residual
-        // below is measured, not assumed. Rounded by adding 1.5·2²³, whose ulp is 1, and read
-        // back from the sum's bits: no libm call, and no float-to-int conversion, whose NaN
-        // and saturation rules keep it from vectorizing.
+    // The nearest level (ties to even; NaN → −127): any level would do, the residual below is
+    // measured, not assumed. Rounded by adding 1.5·2²³, whose ulp is 1, and read back from the
+    // sum's bits: no libm call, and no float-to-int conversion, whose NaN and saturation rules
+    // keep it from vectorizing.
+    let level = |v: f32| {
         #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; `max` then `min` give −127.
         let y = (v * inv).max(-ROW_LEVELS).min(ROW_LEVELS);
-        *l = ((y + ROUNDER).to_bits() as i32 - ROUNDER.to_bits() as i32) as i8;
-    }
+        ((y + ROUNDER).to_bits() as i32 - ROUNDER.to_bits() as i32) as i8
+    };
     // s·x̂ is exact in f64 (24 × 8 significant bits). Sixteen sums keep the adds independent:
-    // with four, each add waited for the one before it on the same sum (a third of the cost
-    // of indexing a row); the rounding of any order is far inside `F64_MARGIN`.
+    // with four, each add waited for the one before it on the same sum; the rounding of any
+    // order is far inside `F64_MARGIN`.
     let s = f64::from(scale);
     let mut sums = [0.0f64; 16];
-    let (xs, ls) = (x.chunks_exact(16), levels.chunks_exact(16));
-    let (x_rest, l_rest) = (xs.remainder(), ls.remainder());
-    for (xq, lq) in xs.zip(ls) {
+    let (xs, x_rest) = x.as_chunks::<16>();
+    let (gs, g_rest) = groups.split_at_mut(xs.len() * 8);
+    let (gs, _) = gs.as_chunks_mut::<8>();
+    for (xq, gq) in xs.iter().zip(gs) {
+        let mut lq = [0i8; 16];
+        for k in 0..16 {
+            lq[k] = level(xq[k]);
+        }
         for k in 0..16 {
             let d = f64::from(xq[k]) - s * f64::from(lq[k]);
             sums[k] += d * d;
         }
+        for (g, pair) in gq.iter_mut().zip(lq.as_chunks::<2>().0) {
+            g[2 * lane..2 * lane + 2].copy_from_slice(pair);
+        }
     }
-    for (k, (&v, &l)) in x_rest.iter().zip(l_rest).enumerate() {
+    for (k, &v) in x_rest.iter().enumerate() {
+        let l = level(v);
         let d = f64::from(v) - s * f64::from(l);
         sums[k] += d * d;
+        g_rest[k / 2][2 * lane + k % 2] = l;
     }
     (scale, sums.iter().sum())
 }
@@ -290,8 +295,8 @@ fn quantize(x: &[f32], levels: &mut [i8]) -> (f32, f64) {
 /// [`quantize`] compiled with AVX2 (the same bits, in fewer instructions).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn quantize_avx2(x: &[f32], levels: &mut [i8]) -> (f32, f64) {
-    quantize(x, levels)
+fn quantize_avx2(x: &[f32], groups: &mut [[i8; GROUP]], lane: usize) -> (f32, f64) {
+    quantize(x, groups, lane)
 }
 
 /// What the coarse pass over one range of rows keeps.
@@ -558,30 +563,56 @@ mod tests {
             (0..37).map(|j| (j as f32 * 0.61).sin() * 3.0).collect(),
         ];
         for x in rows {
-            let mut portable = vec![0i8; x.len()];
-            let (s, r) = quantize(&x, &mut portable);
-            assert!(portable.iter().all(|l| (-127..=127).contains(l)), "{x:?}");
-            if x.iter().all(|v| v.is_finite()) && s > 0.0 {
-                // Nearest level, ties to even: 0.5 → 0, 1.5 → 2, −2.5 → −2.
-                if x[1] == 0.5 / 127.0 {
-                    assert_eq!(portable[..4], [127, 0, 2, -2]);
+            for lane in [0, 3, PANEL - 1] {
+                let (portable, s, r) = quantized(&x, lane, quantize);
+                assert!(portable.iter().all(|l| (-127..=127).contains(l)), "{x:?}");
+                if x.iter().all(|v| v.is_finite()) && s > 0.0 {
+                    // Nearest level, ties to even: 0.5 → 0, 1.5 → 2, −2.5 → −2.
+                    if x[1] == 0.5 / 127.0 {
+                        assert_eq!(portable[..4], [127, 0, 2, -2]);
+                    }
+                    let direct: f64 = x
+                        .iter()
+                        .zip(&portable)
+                        .map(|(&v, &l)| (f64::from(v) - f64::from(s) * f64::from(l)).powi(2))
+                        .sum();
+                    assert!((direct - r).abs() <= 1e-12 * direct.max(1e-30), "{x:?}");
                 }
-                let direct: f64 = x
-                    .iter()
-                    .zip(&portable)
-                    .map(|(&v, &l)| (f64::from(v) - f64::from(s) * f64::from(l)).powi(2))
-                    .sum();
-                assert!((direct - r).abs() <= 1e-12 * direct.max(1e-30), "{x:?}");
-            }
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                let mut fast = vec![0i8; x.len()];
-                // SAFETY: AVX2 was just detected; the function is otherwise safe code.
-                let (fs, fr) = unsafe { quantize_avx2(&x, &mut fast) };
-                assert_eq!(fast, portable, "{x:?}");
-                assert_eq!((fs.to_bits(), fr.to_bits()), (s.to_bits(), r.to_bits()));
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was just detected; the function is otherwise safe code.
+                    let avx2 =
+                        |x: &[f32], g: &mut [[i8; GROUP]], l| unsafe { quantize_avx2(x, g, l) };
+                    let (fast, fs, fr) = quantized(&x, lane, avx2);
+                    assert_eq!(fast, portable, "{x:?}");
+                    assert_eq!((fs.to_bits(), fr.to_bits()), (s.to_bits(), r.to_bits()));
+                }
             }
         }
+    }
+
+    /// `x` quantized by `f` as row `lane` of a fresh panel: its levels read back from the
+    /// groups, scale and squared residual. Asserts that no other byte of the panel was written.
+    fn quantized(
+        x: &[f32],
+        lane: usize,
+        f: impl Fn(&[f32], &mut [[i8; GROUP]], usize) -> (f32, f64),
+    ) -> (Vec<i8>, f32, f64) {
+        let mut groups = vec![[0i8; GROUP]; x.len().div_ceil(2)];
+        let (s, r) = f(x, &mut groups, lane);
+        let levels: Vec<i8> = (0..x.len())
+            .map(|k| groups[k / 2][2 * lane + k % 2])
+            .collect();
+        for (j, g) in groups.iter().enumerate() {
+            for (b, &v) in g.iter().enumerate() {
+                let ours = b / 2 == lane && 2 * j + b % 2 < x.len();
+                assert!(
+                    ours || v == 0,
+                    "byte {b} of group {j} written for lane {lane}"
+                );
+            }
+        }
+        (levels, s, r)
     }
 
     #[test]
