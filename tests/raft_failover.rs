@@ -6,6 +6,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use common::stateful::{count, docs, exact_nn, shard};
@@ -14,13 +16,14 @@ use flotilla::actors::raft::Faults;
 use flotilla::{DocList, Request, Running};
 
 /// Writes `batches` batches of `size` docs, `concurrency` at a time, with ids from `first`.
-/// Returns the ids of the acknowledged docs.
+/// Returns the ids of the acknowledged docs; `progress` counts them as they are acknowledged.
 async fn write_stream(
     dep: Arc<Running>,
     first: usize,
     batches: usize,
     size: usize,
     concurrency: usize,
+    progress: Arc<AtomicUsize>,
 ) -> Vec<String> {
     let mut acked = Vec::new();
     let mut pending = futures::stream::FuturesUnordered::new();
@@ -37,11 +40,13 @@ async fn write_stream(
             && let Ok(Ok(ids)) = done
         {
             acked.extend(ids);
+            progress.store(acked.len(), SeqCst);
         }
     }
     while let Some(done) = pending.next().await {
         if let Ok(Ok(ids)) = done {
             acked.extend(ids);
+            progress.store(acked.len(), SeqCst);
         }
     }
     acked
@@ -79,40 +84,80 @@ fn restart(dep: &Arc<Running>, i: usize) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || shard(&dep).restart_replica(i).expect("restart"))
 }
 
+/// The replica whose node leads, once one does.
+async fn leader_elected(dep: &Running) -> usize {
+    loop {
+        if let Some(l) = shard(dep).raft().unwrap().leader() {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Stop the leader while writes are in flight: a new leader takes over, every acknowledged
 /// write is on every live replica exactly once, and the old leader, restarted, catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_loss_loses_no_acknowledged_write() {
+    const BATCHES: usize = 400;
+    const TOTAL: usize = BATCHES * 5;
     let ws = tempfile::tempdir().unwrap();
     let dep = Arc::new(exact_nn(ws.path(), 3).start().unwrap());
     let old = shard(&dep).raft().unwrap().leader().expect("a leader");
-    let writes = tokio::spawn(write_stream(dep.clone(), 0, 120, 5, 8));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let writes = tokio::spawn(write_stream(
+        dep.clone(),
+        0,
+        BATCHES,
+        5,
+        8,
+        progress.clone(),
+    ));
+    // The leader stops once the stream is under way, not after a fixed time: a fast build
+    // acknowledged all of a shorter stream before a timed stop.
+    within(60, async {
+        while progress.load(SeqCst) < 100 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
     within(60, stop(&dep, old)).await.unwrap();
+    let acked_at_stop = progress.load(SeqCst);
     let acked = within(120, writes).await.unwrap();
     assert_eq!(
         acked.len(),
-        600,
+        TOTAL,
         "every write was acknowledged after the failover"
     );
-    let new = shard(&dep).raft().unwrap().leader().expect("a new leader");
+    assert!(
+        acked_at_stop < TOTAL,
+        "writes were in flight when the leader stopped ({acked_at_stop} of {TOTAL} docs acknowledged)"
+    );
+    let new = within(30, leader_elected(&dep)).await;
     assert_ne!(new, old);
     // The vectors were made per batch (seed = batch): rebuild them the same way.
-    let all: DocList = (0..120)
+    let all: DocList = (0..BATCHES)
         .flat_map(|b| docs(b * 5, 5, b as u64).into_iter())
         .collect::<Vec<_>>()
         .into();
     for i in (0..3).filter(|&i| i != old) {
-        assert_eq!(count(&dep, i).await, 600, "replica {i}: each write once");
+        assert_eq!(
+            count(&dep, i).await,
+            TOTAL as u64,
+            "replica {i}: each write once"
+        );
         holds_all(&dep, i, &acked, &all).await;
     }
     within(60, restart(&dep, old)).await.unwrap();
-    assert_eq!(count(&dep, old).await, 600, "the old leader caught up");
+    assert_eq!(
+        count(&dep, old).await,
+        TOTAL as u64,
+        "the old leader caught up"
+    );
     holds_all(&dep, old, &acked, &all).await;
     // It serves again, and the group takes new writes.
     dep.post("/index", docs(10_000, 5, 99)).await.unwrap();
     for i in 0..3 {
-        assert_eq!(count(&dep, i).await, 605);
+        assert_eq!(count(&dep, i).await, TOTAL as u64 + 5);
     }
     Arc::try_unwrap(dep).ok().unwrap().close();
 }
@@ -208,7 +253,7 @@ async fn random_faults_leave_replicas_identical_with_every_acknowledged_write() 
                 .unwrap(),
         );
         let batches = 90;
-        let writes = tokio::spawn(write_stream(dep.clone(), 0, batches, 4, 6));
+        let writes = tokio::spawn(write_stream(dep.clone(), 0, batches, 4, 6, Arc::default()));
         let mut rng = seed;
         for _ in 0..3 {
             rng = rng
