@@ -36,7 +36,8 @@ const PURGE_DELAY_MS: std::ffi::c_long = 30_000;
 /// out: the run after it faults its memory in again, the 3 stateful replicas' three indexes
 /// above all (one such run of the interleaved rounds: 3,414 page faults and 0.83 s, against
 /// 0–65 faults and 0.48–0.55 s for the others). The runs should measure flotilla, not where
-/// the allocator's clock happened to fall. The bench holds its peak memory until it exits.
+/// the allocator's clock happened to fall. The bench holds its peak memory until it exits
+/// (only blocks beyond mimalloc's largest arena object, 2 GiB, still go straight back).
 const BENCH_PURGE_DELAY_MS: std::ffi::c_long = -1;
 
 fn tune_allocator(purge_delay_ms: std::ffi::c_long) {

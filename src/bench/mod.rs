@@ -545,6 +545,8 @@ pub struct Recorder {
     /// (variant, mode, metric, unit) and the value of each repeat, in first-recorded order.
     samples: Vec<(Key, Vec<f64>)>,
     report: Report,
+    /// Report each variant's figures and checks together (see [`Recorder::by_variant`]).
+    by_variant: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -561,7 +563,16 @@ impl Recorder {
             scenario,
             samples: Vec::new(),
             report: Report::default(),
+            by_variant: false,
         }
+    }
+
+    /// For a scenario that measures its variants round by round (interleaved): the report
+    /// keeps each variant's figures and checks together, variants in the order they were first
+    /// recorded. Otherwise everything stays in first-recorded order.
+    pub fn by_variant(mut self) -> Self {
+        self.by_variant = true;
+        self
     }
 
     /// One repeat's value of a figure.
@@ -646,20 +657,21 @@ impl Recorder {
         self.report.notes.push(note.into());
     }
 
-    /// The report: every figure summarised over its repeats, and the figures and checks of
-    /// one variant together, variants in the order they were first recorded (a scenario may
-    /// measure its variants round by round, interleaved).
+    /// The report: every figure summarised over its repeats (grouped by variant when
+    /// [`Recorder::by_variant`] asked for it).
     pub fn finish(mut self) -> Report {
-        let mut variants: Vec<String> = Vec::new();
-        for (k, _) in &self.samples {
-            if !variants.contains(&k.variant) {
-                variants.push(k.variant.clone());
+        if self.by_variant {
+            let mut variants: Vec<String> = Vec::new();
+            for (k, _) in &self.samples {
+                if !variants.contains(&k.variant) {
+                    variants.push(k.variant.clone());
+                }
             }
+            let rank = |v: &str| variants.iter().position(|x| x == v).unwrap_or(usize::MAX);
+            // Stable sorts: within a variant, the order of first recording stays.
+            self.samples.sort_by_key(|(k, _)| rank(&k.variant));
+            self.report.checks.sort_by_key(|c| rank(&c.variant));
         }
-        let rank = |v: &str| variants.iter().position(|x| x == v).unwrap_or(usize::MAX);
-        // Stable sorts: within a variant, the order of first recording stays.
-        self.samples.sort_by_key(|(k, _)| rank(&k.variant));
-        self.report.checks.sort_by_key(|c| rank(&c.variant));
         for (k, v) in self.samples {
             if let Some(s) = Summary::of(&v) {
                 self.report.figures.push(Figure {
@@ -797,7 +809,7 @@ mod tests {
 
     #[test]
     fn variants_measured_round_by_round_are_reported_together() {
-        let mut r = Recorder::new("s");
+        let mut r = Recorder::new("s").by_variant();
         for round in 0..2 {
             for mode in ["in-process", "gRPC"] {
                 for v in ["plain", "raft"] {
@@ -834,6 +846,26 @@ mod tests {
                 ("plain", "gRPC", 2),
                 ("raft", "in-process", 2),
                 ("raft", "gRPC", 2),
+            ]
+        );
+        // Without it, first-recorded order (other scenarios lay their tables out so).
+        let mut r = Recorder::new("s");
+        for v in ["plain", "raft", "plain"] {
+            r.add(v, "in-process", "index time", "s", 1.0);
+        }
+        r.add("plain", "gRPC", "index time", "s", 1.0);
+        let order: Vec<(String, String)> = r
+            .finish()
+            .figures
+            .into_iter()
+            .map(|f| (f.variant, f.mode))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("plain".to_string(), "in-process".to_string()),
+                ("raft".to_string(), "in-process".to_string()),
+                ("plain".to_string(), "gRPC".to_string()),
             ]
         );
     }

@@ -274,12 +274,18 @@ mod tests {
         let write = Write::new(Bytes::from(vec![3u8; 5000]), 42);
         // As openraft hands one entry to each node of the process: clones sharing the crc.
         let first = entry(write.clone());
+        assert!(!write.request_crc_kept());
         assert_eq!(written(std::slice::from_ref(&first)), serialized(&[first]));
+        assert!(
+            write.request_crc_kept(),
+            "the first record summed it for every clone"
+        );
         let again = entry(write.clone());
         assert_eq!(written(std::slice::from_ref(&again)), serialized(&[again]));
         // The same write with other bytes of the same length: its crc is not the cached one.
         let mut replaced = write;
         replaced.request = Bytes::from(vec![4u8; 5000]);
+        assert!(!replaced.request_crc_kept());
         let replaced = entry(replaced);
         assert_eq!(
             written(std::slice::from_ref(&replaced)),

@@ -21,7 +21,9 @@ use crate::request::Request;
 /// nothing in the process copies again (nodes in other processes get them serialized).
 #[derive(Clone, Default)]
 pub struct Write {
-    /// The encoded request of a lone write; empty for a batch.
+    /// The encoded request of a lone write; empty for a batch. Replacing it on a write whose
+    /// crc was already taken is allowed (the new bytes are summed afresh) but keeps the old
+    /// bytes alive as long as the write's clones live: build a new `Write` instead.
     pub request: Bytes,
     /// The lone write's token (0: none); 0 for a batch.
     pub token: u64,
@@ -95,6 +97,14 @@ impl Write {
             batch: Vec::new(),
             request_crc: Arc::default(),
         }
+    }
+
+    /// Whether the crc of `request` was taken and is kept for these very bytes.
+    #[cfg(test)]
+    pub(crate) fn request_crc_kept(&self) -> bool {
+        self.request_crc.get().is_some_and(|(b, _)| {
+            b.as_ptr() == self.request.as_ptr() && b.len() == self.request.len()
+        })
     }
 
     /// The crc32 of `request`, summed once for this write and its clones. The cache holds the
