@@ -1121,6 +1121,20 @@ mod tests {
         store.try_get_log_entries(..).await.expect("read entries")
     }
 
+    /// The store reopened on `dir`, asserted to hold term 1's entries `first` then term 2's
+    /// `then`, and nothing else.
+    async fn reopened_holds(
+        dir: &TempDir,
+        direct: bool,
+        first: std::ops::RangeInclusive<u64>,
+        then: std::ops::RangeInclusive<u64>,
+    ) -> LogStore {
+        let mut store = open_in(dir, direct);
+        let expected = [writes(1, first), writes(2, then)].concat();
+        assert_eq!(all(&mut store).await, expected, "direct: {direct}");
+        store
+    }
+
     async fn state(store: &mut LogStore) -> (Option<LogId<NodeId>>, Option<LogId<NodeId>>) {
         let st = store.get_log_state().await.expect("log state");
         (st.last_purged_log_id, st.last_log_id)
@@ -1370,10 +1384,7 @@ mod tests {
                     .await
                     .expect("append after the rewrite");
             }
-            let mut store = open_in(&dir, direct);
-            let mut expected = writes(1, 1..=10);
-            expected.extend(writes(2, 11..=12));
-            assert_eq!(all(&mut store).await, expected, "direct: {direct}");
+            reopened_holds(&dir, direct, 1..=10, 11..=12).await;
         }
     }
 
@@ -1402,10 +1413,7 @@ mod tests {
                     .await
                     .expect("append");
             }
-            let mut store = open_in(&dir, direct);
-            let mut expected = writes(1, 1..=60);
-            expected.extend(writes(2, 61..=63));
-            assert_eq!(all(&mut store).await, expected, "direct: {direct}");
+            reopened_holds(&dir, direct, 1..=60, 61..=63).await;
         }
     }
 
@@ -1503,10 +1511,7 @@ mod tests {
                     .await
                     .expect("append after truncate");
             }
-            let mut store = open_in(&dir, direct);
-            let mut expected = writes(1, 1..=5);
-            expected.extend(writes(2, 6..=7));
-            assert_eq!(all(&mut store).await, expected);
+            let mut store = reopened_holds(&dir, direct, 1..=5, 6..=7).await;
             assert_eq!(state(&mut store).await, (None, Some(log_id(2, 7))));
         }
     }
