@@ -102,24 +102,24 @@ impl Write {
     /// Whether the crc of `request` was taken and is kept for these very bytes.
     #[cfg(test)]
     pub(crate) fn request_crc_kept(&self) -> bool {
-        self.request_crc.get().is_some_and(|(b, _)| {
-            b.as_ptr() == self.request.as_ptr() && b.len() == self.request.len()
-        })
+        self.kept_crc().is_some()
     }
 
     /// The crc32 of `request`, summed once for this write and its clones. The cache holds the
     /// bytes it summed and answers only for those very bytes (`request` is a public field): a
     /// write whose `request` was replaced is summed afresh.
     pub(crate) fn request_crc(&self) -> u32 {
-        let same = |b: &Bytes| b.as_ptr() == self.request.as_ptr() && b.len() == self.request.len();
-        let (bytes, crc) = self
-            .request_crc
+        self.request_crc
             .get_or_init(|| (self.request.clone(), crc32fast::hash(&self.request)));
-        if same(bytes) {
-            *crc
-        } else {
-            crc32fast::hash(&self.request)
-        }
+        self.kept_crc()
+            .unwrap_or_else(|| crc32fast::hash(&self.request))
+    }
+
+    /// The cached crc, if it is of `request` as it is now.
+    fn kept_crc(&self) -> Option<u32> {
+        let (bytes, crc) = self.request_crc.get()?;
+        (bytes.as_ptr() == self.request.as_ptr() && bytes.len() == self.request.len())
+            .then_some(*crc)
     }
 
     /// One log entry carrying `writes` (lone writes), applied in order, each under its own
