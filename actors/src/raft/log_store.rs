@@ -1121,6 +1121,16 @@ mod tests {
         store.try_get_log_entries(..).await.expect("read entries")
     }
 
+    /// A store opened on `dir` holding term 1's entries `1..=last`, synced.
+    async fn holding(dir: &TempDir, direct: bool, last: u64) -> LogStore {
+        let mut store = open_in(dir, direct);
+        store
+            .blocking_append(writes(1, 1..=last))
+            .await
+            .expect("append");
+        store
+    }
+
     /// The store reopened on `dir`, asserted to hold term 1's entries `first` then term 2's
     /// `then`, and nothing else.
     async fn reopened_holds(
@@ -1279,13 +1289,7 @@ mod tests {
             ];
             for (what, tail) in tails {
                 let dir = TempDir::new().expect("temp dir");
-                {
-                    let mut store = open_in(&dir, direct);
-                    store
-                        .blocking_append(writes(1, 1..=3))
-                        .await
-                        .expect("append");
-                }
+                holding(&dir, direct, 3).await;
                 let good_len = records_len(&dir);
                 {
                     // Right after the records (a direct write's padding goes first).
@@ -1369,11 +1373,7 @@ mod tests {
         for direct in MODES {
             let dir = TempDir::new().expect("temp dir");
             {
-                let mut store = open_in(&dir, direct);
-                store
-                    .blocking_append(writes(1, 1..=10))
-                    .await
-                    .expect("append");
+                let mut store = holding(&dir, direct, 10).await;
                 let mut queued = store.clone();
                 let pending = queue(&mut queued, writes(1, 11..=12)).await;
                 store.truncate(log_id(1, 11)).await.expect("truncate");
@@ -1393,11 +1393,7 @@ mod tests {
         for direct in MODES {
             let dir = TempDir::new().expect("temp dir");
             {
-                let mut store = open_in(&dir, direct);
-                store
-                    .blocking_append(writes(1, 1..=3))
-                    .await
-                    .expect("append");
+                let mut store = holding(&dir, direct, 3).await;
                 let _pending = queue(&mut store, writes(1, 4..=60)).await;
                 // Dropped unacknowledged, with its records queued.
             }
@@ -1437,11 +1433,7 @@ mod tests {
             let dir = TempDir::new().expect("temp dir");
             let full_len;
             {
-                let mut store = open_in(&dir, direct);
-                store
-                    .blocking_append(writes(1, 1..=10))
-                    .await
-                    .expect("append");
+                let mut store = holding(&dir, direct, 10).await;
                 full_len = records_len(&dir);
                 store.purge(log_id(1, 4)).await.expect("purge");
                 // 4 purged records against 6 live ones: the file is kept as it is.
@@ -1494,11 +1486,7 @@ mod tests {
         for direct in MODES {
             let dir = TempDir::new().expect("temp dir");
             {
-                let mut store = open_in(&dir, direct);
-                store
-                    .blocking_append(writes(1, 1..=10))
-                    .await
-                    .expect("append");
+                let mut store = holding(&dir, direct, 10).await;
                 store.truncate(log_id(1, 6)).await.expect("truncate");
                 assert_eq!(all(&mut store).await, writes(1, 1..=5));
             }
